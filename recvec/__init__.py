@@ -1,0 +1,3 @@
+"""recvec: vector-index retrieval for recommendations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Implicit-feedback ALS item factors (implicit's AlternatingLeastSquares) and the fold-in math."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    """The lab's defaults: 64 factors, regularization 0.01, 20 iterations."""
+
+    factors: int = 64
+    regularization: float = 0.01
+    iterations: int = 20
+    alpha: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        from recvec.errors import RecvecError
+
+        if self.factors <= 0 or self.iterations <= 0:
+            raise RecvecError(f"ALS factors and iterations must be positive (got {self.factors}, {self.iterations})")
+        if self.regularization < 0 or self.alpha <= 0:
+            raise RecvecError(f"ALS regularization must be >= 0 and alpha > 0 (got {self.regularization}, {self.alpha})")
+
+
+@dataclass(frozen=True)
+class ALSModel:
+    config: ALSConfig
+    user_factors: np.ndarray  # (num_users, factors) float32
+    item_factors: np.ndarray  # (num_items, factors) float32
+
+
+def fit_als(matrix: sp.csr_matrix, config: ALSConfig = ALSConfig(), *, progress: bool = False) -> ALSModel:
+    """Fit implicit's CPU ALS on a users x items CSR matrix, OpenBLAS held to one thread."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads on construction
+        model = AlternatingLeastSquares(
+            factors=config.factors,
+            regularization=config.regularization,
+            alpha=config.alpha,
+            iterations=config.iterations,
+            random_state=config.seed,
+        )
+        model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=progress)
+    return ALSModel(
+        config=config,
+        user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        item_factors=np.ascontiguousarray(model.item_factors, dtype=np.float32),
+    )
+
+
+def to_implicit(model: ALSModel):
+    """An implicit AlternatingLeastSquares holding the same factors (for baselines and checks)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    c = model.config
+    with threadpool_limits(1, "blas"):
+        m = AlternatingLeastSquares(
+            factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
+            random_state=c.seed,
+        )
+    m.user_factors = model.user_factors.copy()
+    m.item_factors = model.item_factors.copy()
+    return m
+
+
+def fold_in(
+    item_factors: np.ndarray,
+    gram: np.ndarray,
+    regularization: float,
+    histories: list[np.ndarray],
+    confidences: list[np.ndarray] | None = None,
+    alpha: float = 1.0,
+) -> np.ndarray:
+    """Least-squares user factors given fixed item factors (implicit's `recalculate_user`).
+
+    For user u with items i and confidences c_i = alpha * w_i:
+        (YᵀY + λI + Σ (c_i - 1) y_i y_iᵀ) x_u = Σ c_i y_i
+    `gram` is YᵀY (precomputed once). An empty history gives the zero vector.
+    """
+    f = item_factors.shape[1]
+    n = len(histories)
+    A = np.broadcast_to(gram + regularization * np.eye(f, dtype=np.float64), (n, f, f)).copy()
+    b = np.zeros((n, f), dtype=np.float64)
+    for u, rows in enumerate(histories):
+        if len(rows) == 0:
+            continue
+        Y = item_factors[rows].astype(np.float64)
+        c = alpha * (np.ones(len(rows)) if confidences is None else np.asarray(confidences[u], dtype=np.float64))
+        A[u] += (Y.T * (c - 1.0)) @ Y
+        b[u] = c @ Y
+    return np.linalg.solve(A, b[..., None])[..., 0].astype(np.float32)

@@ -1,0 +1,108 @@
+"""Recommender: an item index + a query-time UserEncoder + the item Vocabulary, answering in external ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recvec.engine.users import UserEncoder
+from recvec.engine.vocab import Vocabulary
+from recvec.errors import RecvecError
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Ranked external item ids with their scores. `fallback` says why the ranking is not personal."""
+
+    ids: np.ndarray  # int64 (k,)
+    scores: np.ndarray  # float32 (k,)
+    fallback: str | None = None
+    skipped: tuple[int, ...] = field(default=())  # unknown history ids that were skipped
+
+
+def check_k(k: int, available: int) -> int:
+    if not isinstance(k, (int, np.integer)) or k <= 0:
+        raise RecvecError(f"-k must be a positive integer, got {k!r}")
+    if k > available:
+        raise RecvecError(f"-k {k} is larger than the {available} items that can be returned")
+    return int(k)
+
+
+class Recommender:
+    """Joins an ItemIndex (rows = `items`), a UserEncoder and popularity (the fallback ranking).
+
+    `item_vectors` (optional) are the raw vectors of the index rows; when given and not normalised,
+    item-to-item similarity is exact cosine over them rather than the index's inner product."""
+
+    def __init__(self, index, items: Vocabulary, user_encoder: UserEncoder, popularity: np.ndarray, *,
+                 item_vectors: np.ndarray | None = None, normalized: bool = True):
+        self.index = index
+        self.items = items
+        self.user_encoder = user_encoder
+        self.popularity = np.asarray(popularity, dtype=np.float32)
+        self.item_vectors = item_vectors
+        self.normalized = normalized
+        self._pop_order = np.argsort(-self.popularity, kind="stable")
+
+    def _history_rows(self, ids, unknown: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if unknown not in ("error", "skip"):
+            raise ValueError("unknown must be 'error' or 'skip'")
+        rows = self.items.rows(ids, missing="mask")
+        skipped = tuple(int(i) for i in ids[rows < 0])
+        if skipped and unknown == "error":
+            self.items.rows(ids)  # raises UnknownIdError naming them
+        return np.unique(rows[rows >= 0]), skipped
+
+    def _popular(self, exclude: np.ndarray, k: int, why: str, skipped) -> Recommendations:
+        order = self._pop_order[~np.isin(self._pop_order, exclude)][:k]
+        return Recommendations(self.items.id_of(order), self.popularity[order], fallback=why, skipped=skipped)
+
+    def recommend_batch(self, histories: Sequence[Sequence[int]], k: int = 10, *, timestamps=None,
+                        unknown: str = "error", **query_params) -> list[Recommendations]:
+        """Top-k items per history (external ids), the history's own items excluded.
+
+        Empty or all-unknown histories fall back to popularity and say so."""
+        parsed = [self._history_rows(h, unknown) for h in histories]
+        longest = max((len(r) for r, _ in parsed), default=0)
+        check_k(k, len(self.items) - longest)
+        out: list[Recommendations | None] = [None] * len(parsed)
+        personal = [i for i, (rows, _) in enumerate(parsed) if len(rows)]
+        for i, (rows, skipped) in enumerate(parsed):
+            if not len(rows):
+                why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
+                out[i] = self._popular(rows, k, why, skipped)
+        if personal:
+            hist = [parsed[i][0] for i in personal]
+            ts = None if timestamps is None else [timestamps[i] for i in personal]
+            queries = self.user_encoder.encode(hist, ts)
+            rows, scores = self.index.search(queries, k, exclude=hist, **query_params)
+            for j, i in enumerate(personal):
+                out[i] = Recommendations(self.items.id_of(rows[j]), scores[j], skipped=parsed[i][1])
+        return out  # type: ignore[return-value]
+
+    def recommend(self, history: Sequence[int], k: int = 10, **kw) -> Recommendations:
+        return self.recommend_batch([history], k, **kw)[0]
+
+    def similar(self, item_id: int, k: int = 10, **query_params) -> Recommendations:
+        """Nearest items to one item by cosine, the item itself excluded."""
+        row = self.items.row(item_id)
+        check_k(k, len(self.items) - 1)
+        if self.normalized or self.item_vectors is None:
+            q = self.index.reconstruct(row)[None, :] if self.item_vectors is None else self.item_vectors[row][None, :]
+            rows, scores = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k,
+                                             exclude=[np.array([row])], **query_params)
+            return Recommendations(self.items.id_of(rows[0]), scores[0])
+        v = self.item_vectors / np.maximum(np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
+        s = v @ v[row]
+        s[row] = -np.inf
+        top = np.lexsort((np.arange(len(s)), -s))[:k]
+        return Recommendations(self.items.id_of(top), s[top].astype(np.float32))
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10, **query_params) -> list[Recommendations]:
+        """Top-k items for ready-made query vectors (e.g. an encoded free-text query)."""
+        check_k(k, len(self.items))
+        rows, scores = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, **query_params)
+        return [Recommendations(self.items.id_of(r), s) for r, s in zip(rows, scores)]

@@ -1,0 +1,27 @@
+"""The one exception family users see. The CLI turns it into a message and exit code 2."""
+
+
+class RecvecError(Exception):
+    """A user-facing error: bad input, missing file, unknown id, corrupt artifact."""
+
+
+class DataError(RecvecError):
+    """Data files that are missing, malformed or of an unknown format."""
+
+
+class UnknownIdError(RecvecError, KeyError):
+    """An external id that the vocabulary does not know."""
+
+    def __init__(self, kind: str, ids):
+        self.kind = kind
+        self.ids = list(ids)
+        shown = ", ".join(str(i) for i in self.ids[:10])
+        more = f" (and {len(self.ids) - 10} more)" if len(self.ids) > 10 else ""
+        super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class ArtifactError(RecvecError):
+    """An index artifact that is missing, corrupt, truncated or of an unsupported version."""

@@ -1,0 +1,304 @@
+"""Index specs: what FAISS index to build (``IndexSpec``) and how to query it (``QueryParams``).
+
+Every index is inner product (``faiss.METRIC_INNER_PRODUCT``): normalised vectors for text models,
+raw factors for ALS. A spec string is one of the shorthands
+
+    flat              exact IndexFlatIP
+    hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32)
+    ivf  | ivfN       IVF-Flat with N lists (default ~4*sqrt(n), clipped to what n allows)
+    ivfsq | ivfsqN    IVF with 8-bit scalar quantisation
+    ivfpq | ivfpqN    IVF with product quantisation (pq_m sub-quantisers, default d/2-ish)
+
+or any FAISS ``index_factory`` string ("IVF64,Flat", "HNSW16,Flat", "IVF64,SQ8", "PQ16", ...),
+built with the inner-product metric; a factory string whose index is not inner product is refused.
+Vectors are added in order, so FAISS ids are the row numbers 0..n-1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recvec.errors import RecvecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import faiss
+
+KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq", "factory")
+SQ_TYPES = ("SQ4", "SQ6", "SQ8", "SQfp16", "SQbf16")
+
+#: efSearch written into a freshly built HNSW index (FAISS's own default, 16, is too low for recall@10).
+DEFAULT_EF_SEARCH = 64
+#: Points k-means wants per centroid before FAISS warns; auto nlist stays under n / this.
+_POINTS_PER_CENTROID = 39
+
+_SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)$")
+_FACTORY_CHARS = re.compile(r"^[A-Za-z0-9_,.+\-]+$")
+
+SPEC_HELP = ("flat, hnsw[M], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
+             "such as 'IVF64,Flat', 'HNSW16,Flat' or 'PQ16'")
+
+
+def _positive_int(value: Any, name: str, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise RecvecError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which FAISS index to build. ``nlist``/``pq_m`` None means chosen from the data size/dim."""
+
+    kind: str = "flat"
+    M: int = 32
+    ef_construction: int = 200
+    nlist: int | None = None
+    sq: str = "SQ8"
+    pq_m: int | None = None
+    factory: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise RecvecError(f"unknown index kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        _positive_int(self.M, "index M (HNSW links per node)", minimum=2)
+        _positive_int(self.ef_construction, "index ef_construction")
+        if self.nlist is not None:
+            _positive_int(self.nlist, "index nlist")
+        if self.pq_m is not None:
+            _positive_int(self.pq_m, "index pq_m")
+        if self.sq not in SQ_TYPES:
+            raise RecvecError(f"unknown scalar quantiser {self.sq!r}: use one of {', '.join(SQ_TYPES)}")
+        if (self.kind == "factory") != bool(self.factory):
+            raise RecvecError("a factory string is needed exactly when kind is 'factory'")
+
+    @classmethod
+    def parse(cls, text: str) -> IndexSpec:
+        """A spec from ``--index`` text: a shorthand (see module doc) or a FAISS factory string."""
+        if not isinstance(text, str) or not text.strip():
+            raise RecvecError(f"empty index spec: use {SPEC_HELP}")
+        raw = text.strip()
+        m = _SHORTHAND.match(raw.lower())
+        if m:
+            kind, num = m.group(1), m.group(2)
+            if not num:
+                return cls(kind=kind)
+            if kind == "flat":
+                raise RecvecError(f"index spec {raw!r}: 'flat' takes no number; use {SPEC_HELP}")
+            n = int(num)
+            if n < 1:
+                raise RecvecError(f"index spec {raw!r}: the number must be >= 1")
+            return cls(kind=kind, M=n) if kind == "hnsw" else cls(kind=kind, nlist=n)
+        # FAISS factory strings name their parts in upper case ("IVF64,Flat", "PQ16", "HNSW32").
+        if _FACTORY_CHARS.match(raw) and raw[0].isupper():
+            return cls(kind="factory", factory=raw)
+        raise RecvecError(f"unknown index spec {raw!r}: use {SPEC_HELP}")
+
+    def __str__(self) -> str:
+        if self.kind == "factory":
+            return str(self.factory)
+        if self.kind == "flat":
+            return "flat"
+        if self.kind == "hnsw":
+            return f"hnsw{self.M}"
+        return f"{self.kind}{self.nlist or ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the spec string and every build parameter (for the artifact manifest)."""
+        return {"spec": str(self), "kind": self.kind, "M": self.M, "ef_construction": self.ef_construction,
+                "nlist": self.nlist, "sq": self.sq, "pq_m": self.pq_m, "factory": self.factory}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IndexSpec:
+        keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory")
+        return cls(**{k: d[k] for k in keys if k in d})
+
+    # -- resolved build parameters -------------------------------------------------------------
+    def resolve_nlist(self, n: int) -> int:
+        """Lists for n training vectors: the asked nlist clipped to n, or ~4*sqrt(n) within [1, n/39]."""
+        if self.nlist is not None:
+            return max(1, min(self.nlist, n))
+        auto = int(round(4 * math.sqrt(n)))
+        return max(1, min(auto, n // _POINTS_PER_CENTROID))
+
+    def resolve_pq_m(self, d: int) -> int:
+        """PQ sub-quantisers: the asked pq_m (must divide d), else the largest divisor of d <= d/2."""
+        if self.pq_m is not None:
+            if d % self.pq_m:
+                raise RecvecError(f"index pq_m={self.pq_m} must divide the vector dimension {d}")
+            return self.pq_m
+        return max(m for m in range(1, max(1, d // 2) + 1) if d % m == 0)
+
+    def factory_string(self, n: int, d: int) -> str:
+        """The FAISS index_factory string this spec builds for n vectors of dimension d."""
+        if self.kind == "factory":
+            return str(self.factory)
+        if self.kind == "flat":
+            return "Flat"
+        if self.kind == "hnsw":
+            return f"HNSW{self.M},Flat"
+        nlist = self.resolve_nlist(n)
+        if self.kind == "ivf":
+            return f"IVF{nlist},Flat"
+        if self.kind == "ivfsq":
+            return f"IVF{nlist},{self.sq}"
+        nbits = min(8, int(math.floor(math.log2(max(n, 2)))))  # PQ needs >= 2**nbits training points
+        return f"IVF{nlist},PQ{self.resolve_pq_m(d)}x{nbits}"
+
+
+def default_nprobe(nlist: int) -> int:
+    """nprobe written into a freshly built IVF index: about nlist/8 (at least 1), good recall@10."""
+    return max(1, min(nlist, int(math.ceil(nlist / 8))))
+
+
+def _check_vectors(vectors: Any) -> np.ndarray:
+    x = np.asarray(vectors)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise RecvecError(f"index vectors must be a non-empty (n, d) array, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise RecvecError(f"index vectors must be floating point, got {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        raise RecvecError(f"index vectors contain NaN or infinite values (rows {bad[:10].tolist()})")
+    return x
+
+
+def check_metric(index: faiss.Index, what: str = "index") -> None:
+    """Refuse anything that is not inner product (never silently L2)."""
+    import faiss
+
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise RecvecError(f"{what} uses FAISS metric {index.metric_type}, not inner product "
+                          f"({faiss.METRIC_INNER_PRODUCT}); recvec only serves inner-product indexes")
+
+
+def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss.Index:
+    """An inner-product FAISS index over ``vectors`` (n, d), trained if needed; ids are rows 0..n-1."""
+    import faiss
+
+    x = _check_vectors(vectors)
+    n, d = x.shape
+    text = spec.factory_string(n, d)
+    try:
+        index = faiss.index_factory(d, text, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise RecvecError(f"FAISS cannot build index {str(spec)!r} for dimension {d}: "
+                          f"{_faiss_message(e)}") from None
+    check_metric(index, f"index {str(spec)!r}")
+    hnsw = _find_hnsw(index)
+    if hnsw is not None:
+        if spec.kind == "hnsw":
+            hnsw.efConstruction = spec.ef_construction
+        hnsw.efSearch = max(hnsw.efSearch, DEFAULT_EF_SEARCH)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = default_nprobe(ivf.nlist)
+        if ivf.nlist > n:
+            raise RecvecError(f"index {str(spec)!r} has {ivf.nlist} lists but only {n} vectors to train "
+                              f"them; use fewer lists (e.g. IVF{max(1, n // _POINTS_PER_CENTROID)})")
+    try:
+        if not index.is_trained:
+            _configure_trainers(index, seed)
+            index.train(x)
+        index.add(x)
+    except RuntimeError as e:
+        raise RecvecError(f"FAISS cannot train/fill index {str(spec)!r} with {n} vectors: "
+                          f"{_faiss_message(e)}") from None
+    if index.ntotal != n:
+        raise RecvecError(f"index {str(spec)!r} holds {index.ntotal} vectors after adding {n}")
+    return index
+
+
+def _configure_trainers(index: Any, seed: int) -> None:
+    """Seed every k-means FAISS exposes (IVF lists, PQ codebooks), silence its small-n warnings and
+    skip polysemous training.
+
+    FAISS prints one warning per k-means run when n < 39 points per centroid (hundreds of lines for
+    PQ); small catalogues are a normal use here, so that threshold is lowered (n >= k still holds).
+    index_factory turns on polysemous training for PQ codes, which only serves Hamming-threshold
+    search (off by default) and takes ~50 s for 5,000 vectors; it is switched off.
+    """
+    import faiss
+
+    parts = [faiss.downcast_index(index)]
+    if isinstance(parts[0], faiss.IndexPreTransform):
+        parts.append(faiss.downcast_index(parts[0].index))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        parts.append(ivf)
+    for part in parts:
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+        for cp in (getattr(part, "cp", None), getattr(getattr(part, "pq", None), "cp", None)):
+            if cp is not None:
+                cp.seed = int(seed)
+                cp.min_points_per_centroid = 1
+
+
+def _find_hnsw(index: Any) -> Any:
+    """The HNSW graph object of an HNSW index (also inside an IndexPreTransform), else None."""
+    import faiss
+
+    idx = faiss.downcast_index(index)
+    if isinstance(idx, faiss.IndexPreTransform):
+        idx = faiss.downcast_index(idx.index)
+    return idx.hnsw if isinstance(idx, faiss.IndexHNSW) else None
+
+
+def _faiss_message(e: Exception) -> str:
+    """The useful line of a FAISS C++ exception (drops the file/line noise)."""
+    text = str(e)
+    m = re.search(r"Error: '(.*?)' failed(?:: (.*))?", text, re.S)
+    if m:
+        return (m.group(2) or m.group(1)).strip().splitlines()[0]
+    return text.strip().splitlines()[-1] if text.strip() else type(e).__name__
+
+
+def describe_index(index: Any) -> dict[str, Any]:
+    """Resolved parameters of a built index (kind, ntotal, M, efSearch, nlist, nprobe, ...)."""
+    import faiss
+
+    out: dict[str, Any] = {"ntotal": int(index.ntotal), "dim": int(index.d),
+                           "faiss_class": type(faiss.downcast_index(index)).__name__}
+    hnsw = _find_hnsw(index)
+    if hnsw is not None:
+        out.update(M=int(hnsw.nb_neighbors(1)), ef_construction=int(hnsw.efConstruction),
+                   ef_search=int(hnsw.efSearch))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        out.update(nlist=int(ivf.nlist), nprobe=int(ivf.nprobe))
+    return out
+
+
+_FLAGS = {"ef_search": "--ef-search", "nprobe": "--nprobe"}
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """Query-time knobs, settable per call without rebuilding: HNSW efSearch, IVF nprobe."""
+
+    ef_search: int | None = None
+    nprobe: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ef_search", "nprobe"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise RecvecError(f"{_FLAGS[name]} ({name}) must be a positive integer, got {value!r}")
+
+    def check(self, k: int, *, is_hnsw: bool, nlist: int | None) -> None:
+        """Refuse parameters that do not apply to this index or are out of range for k."""
+        if self.ef_search is not None:
+            if not is_hnsw:
+                raise RecvecError("--ef-search (ef_search) applies to HNSW indexes only; this index has no HNSW graph")
+            if self.ef_search < k:
+                raise RecvecError(f"--ef-search (ef_search={self.ef_search}) must be >= k ({k})")
+        if self.nprobe is not None:
+            if nlist is None:
+                raise RecvecError("--nprobe (nprobe) applies to IVF indexes only; this index has no inverted lists")
+            if self.nprobe > nlist:
+                raise RecvecError(f"--nprobe (nprobe={self.nprobe}) must be <= the index's nlist ({nlist})")
