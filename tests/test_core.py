@@ -59,6 +59,12 @@ class TestSplit:
         s = leave_last_out(self.R, threshold=2)
         assert 99 in s.train.items.tolist() or 99 in s.test.items.tolist()
 
+    def test_no_positives_is_a_clear_error(self):
+        from recvec.errors import DataError
+
+        with pytest.raises(DataError, match="no ratings >= 6"):
+            leave_last_out(self.R, threshold=6)
+
     def test_validation_holds_out_second_to_last(self):
         v = validation_split(leave_last_out(self.R))
         assert v.test.items.tolist() == [11, 21]

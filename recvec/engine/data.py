@@ -4,15 +4,25 @@ I/O lives here; everything returned is plain arrays (and a Catalog).
 
 Ratings are parsed by pandas' C tokenizer on the raw bytes ('::' rewritten to a tab first), which
 reads ML-1M's ratings.dat in 0.1-0.3 s (the lab's python-engine read: ~5 s); only when that fast path fails (or the values are out
-of range) does a line-by-line scan run, to name the first bad line."""
+of range) does a line-by-line scan run, to name the first bad line.
+
+What is checked (each failure a DataError naming the file and line): fields and delimiter, integer
+ids and timestamps >= 0, ratings within 0.5-5, each (user, movie) pair once, every rated movie in the
+catalogue, catalogue ids unique and titles non-empty text (UTF-8, else Latin-1 per line), CSV
+headers naming the required columns (extra ones ignored), and exactly one dataset in a zip or
+directory. Rows need not be in time order: the split sorts them."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+import math
 import os
+import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -154,33 +164,53 @@ class _DirSource(_Source):
             raise DataError(f"cannot read {name} in {self.where}: {e.strerror}") from None
 
 
+# What zipfile raises on damaged or unsupported archives (CRC, truncation, bad headers, encryption,
+# unknown compression): each becomes a DataError naming the zip.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
+               NotImplementedError, zlib.error, struct.error, OverflowError, IndexError, KeyError)
+
+
+def _folder_of(name: str) -> str:
+    parent = PurePosixPath(name).parent
+    return "" if str(parent) == "." else str(parent)
+
+
+def _ambiguous(where: str, folders: list[str]) -> DataError:
+    shown = ", ".join(f"{f}/" if f else "(top level)" for f in folders)
+    return DataError(f"{where} holds more than one MovieLens dataset: {shown}. Give one dataset at a time "
+                     "(unpack it and point --data at one folder)")
+
+
 class _ZipSource(_Source):
+    """The one folder of a zip (at any depth, the top level included) that holds MovieLens files.
+
+    Two such folders are an error listing both: which files are read is never a guess."""
+
     def __init__(self, data: bytes | Path, where: str):
         self.where = where
         try:
             self.zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
-        except (zipfile.BadZipFile, OSError) as e:
+            infos = self.zf.infolist()
+        except _ZIP_ERRORS as e:
             raise DataError(f"{where} is not a readable zip file: {e}") from None
         files = [
-            i.filename for i in self.zf.infolist()
+            i.filename for i in infos
             if not i.is_dir() and not i.filename.startswith("__MACOSX/")
-            and not PurePosixPath(i.filename).name.startswith("._")
-            and PurePosixPath(i.filename).name != ".DS_Store"
+            and not any(part.startswith(".") for part in PurePosixPath(i.filename).parts)  # ._x, .DS_Store
         ]
-        by_folder: dict[str, dict[str, str]] = {}  # folder ('' = root) -> {name: member}
+        by_folder: dict[str, dict[str, str]] = {}  # folder ('' = top level) -> {name: member}
         for f in files:
-            parts = PurePosixPath(f).parts
-            if len(parts) == 1:
-                by_folder.setdefault("", {})[parts[0]] = f
-            elif len(parts) == 2:
-                by_folder.setdefault(parts[0], {})[parts[1]] = f
-        self.map = by_folder.get("", {})
-        if not _has_any_format(set(self.map)):  # files inside one top folder (e.g. ml-1m/)
-            folders = [k for k, v in by_folder.items() if k and _has_any_format(set(v))]
-            if len(folders) == 1:
-                self.map = by_folder[folders[0]]
-            elif not self.map and len(by_folder) == 1:  # one folder, no data: list its files in errors
-                self.map = next(iter(by_folder.values()))
+            by_folder.setdefault(_folder_of(f), {})[PurePosixPath(f).name] = f
+        candidates = sorted(k for k, v in by_folder.items() if _has_any_format(set(v)))
+        if len(candidates) > 1:
+            self.zf.close()
+            raise _ambiguous(where, candidates)
+        if candidates:
+            self.map = by_folder[candidates[0]]
+        elif len(by_folder) == 1:  # one folder, no data: list its files in errors
+            self.map = next(iter(by_folder.values()))
+        else:
+            self.map = {f: f for f in files}
 
     def names(self) -> set[str]:
         return set(self.map)
@@ -188,8 +218,8 @@ class _ZipSource(_Source):
     def read(self, name: str) -> bytes:
         try:
             return self.zf.read(self.map[name])
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DataError(f"cannot read {name} from {self.where}: {e}") from None
+        except _ZIP_ERRORS as e:
+            raise DataError(f"cannot read {name} from {self.where} (damaged zip?): {e}") from None
 
     def close(self) -> None:
         self.zf.close()
@@ -221,17 +251,21 @@ def _open_source(path: str, endpoint_url: str | None) -> _Source:
             return _ZipSource(storage.read_bytes(path, endpoint_url=endpoint_url), path)
         src = _S3Source(path, endpoint_url)
         if not src._names:
-            raise DataError(f"no files under {src.where}. Expected one of the MovieLens formats: {known_formats()}")
+            raise DataError(f"no files under {src.where} (endpoint {storage._endpoint_of(src.client)}). "
+                            f"Expected one of the MovieLens formats: {known_formats()}")
         return src
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data path not found: {p} (give a directory, a .zip, s3://bucket/prefix or 'synthetic')")
     if p.is_dir():
         src = _DirSource(p)
-        if not _has_any_format(src.names()):
-            subdirs = [c for c in p.iterdir() if c.is_dir() and not c.name.startswith(".")]
-            if len(subdirs) == 1 and _has_any_format(_DirSource(subdirs[0]).names()):
-                return _DirSource(subdirs[0])
+        if not _has_any_format(src.names()):  # the files at the top level win; else one sub-folder
+            subdirs = sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+            with_data = [c for c in subdirs if _has_any_format(_DirSource(c).names())]
+            if len(with_data) > 1:
+                raise _ambiguous(str(p), [c.name for c in with_data])
+            if with_data:
+                return _DirSource(with_data[0])
         return src
     if zipfile.is_zipfile(p):
         return _ZipSource(p, str(p))
@@ -267,14 +301,53 @@ def _detect(src: _Source) -> _Format:
 
 # ------------------------------------------------------------------------------------ parsing
 
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
+_FLOAT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*\Z")
+_INT64_MAX = 2**63 - 1
+# Control characters (tab excepted) cannot be part of a title: binary data or a wrong encoding.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_SEP_NAMES = {"\t": "tabs", ",": "','", "::": "'::'", "|": "'|'", ";": "';'", " ": "spaces"}
 
-def _decode(raw: bytes, encodings=("utf-8", "latin-1")) -> str:
-    for enc in encodings:
+
+def _decode(raw: bytes, fname: str = "file") -> str:
+    """Text of a catalogue file: UTF-8 when the whole file is; otherwise each line is UTF-8 or else
+    Latin-1 (read as Windows-1252, its superset, so bytes 0x80-0x9f become the characters meant).
+    A line in none of these raises a DataError naming it. A UTF-8 byte-order mark is dropped."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    out = []
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
         try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
+            out.append(line.decode("utf-8"))
             continue
-    return raw.decode("latin-1")  # latin-1 never fails
+        except UnicodeDecodeError:
+            pass
+        try:
+            out.append(line.decode("cp1252"))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{fname} line {lineno}: text is neither UTF-8 nor Latin-1/Windows-1252 "
+                            f"(byte 0x{line[e.start]:02x} at column {e.start + 1}); save the file as UTF-8") from None
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a ratings file's values are: separator, header lines, number of columns, and the
+    columns of (user, movie, rating, timestamp). Non-plain layouts (a CSV whose header has extra
+    or reordered columns) are read with the csv module."""
+
+    sep: bytes
+    skip: int = 0
+    ncols: int = 4
+    cols: tuple[int, int, int, int] = (0, 1, 2, 3)
+
+    @property
+    def plain(self) -> bool:
+        return self.ncols == 4 and self.cols == (0, 1, 2, 3)
 
 
 def _fast_ratings(raw: bytes, sep: bytes, skip: int):
@@ -282,16 +355,19 @@ def _fast_ratings(raw: bytes, sep: bytes, skip: int):
     finds and names the bad line)."""
     import pandas as pd
 
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # a lone CR: pandas would split there, the scan not
+        return None
     if sep != b"\t":
         if b"\t" in raw:
             return None
         raw = raw.replace(sep, b"\t")
     try:
-        df = pd.read_csv(
-            io.BytesIO(raw), sep="\t", header=None, skiprows=skip, names=["u", "i", "r", "t"],
-            dtype={"u": np.int64, "i": np.int64, "r": np.float64, "t": np.int64},
-            engine="c", quoting=csv.QUOTE_NONE, skip_blank_lines=True, na_filter=False,
-        )
+        with np.errstate(all="ignore"):  # NaN -> int casts inside pandas warn; such input fails anyway
+            df = pd.read_csv(
+                io.BytesIO(raw), sep="\t", header=None, skiprows=skip, names=["u", "i", "r", "t"],
+                dtype={"u": np.int64, "i": np.int64, "r": np.float64, "t": np.int64},
+                engine="c", quoting=csv.QUOTE_NONE, skip_blank_lines=True, na_filter=False,
+            )
     except Exception:  # ParserError, ValueError (non-numeric), OverflowError ...
         return None
     u = df["u"].to_numpy(dtype=np.int64)
@@ -301,7 +377,7 @@ def _fast_ratings(raw: bytes, sep: bytes, skip: int):
     ok = (
         len(u) > 0
         and bool(np.all((r >= MIN_RATING) & (r <= MAX_RATING)))
-        and int(u.min()) >= 0 and int(i.min()) >= 0
+        and int(u.min()) >= 0 and int(i.min()) >= 0 and int(t.min()) >= 0
     )
     if not ok:
         return None
@@ -309,17 +385,25 @@ def _fast_ratings(raw: bytes, sep: bytes, skip: int):
 
 
 def _parse_int(tok: str, what: str, fname: str, lineno: int) -> int:
-    try:
+    """A non-negative 64-bit integer; integral values in float notation ('978300760.0', as written
+    by tools that stored the column as float) are accepted, as the fast path's parser does."""
+    if _INT.match(tok):
         v = int(tok)
-    except ValueError:
-        raise DataError(f"{fname} line {lineno}: {what} {tok.strip()!r} is not an integer") from None
-    if what != "timestamp" and v < 0:
+    elif _FLOAT.match(tok) and math.isfinite(f := float(tok)) and f.is_integer():
+        v = int(f)
+    else:
+        raise DataError(f"{fname} line {lineno}: {what} {tok.strip()!r} is not an integer")
+    if v < 0:
         raise DataError(f"{fname} line {lineno}: {what} {v} is negative")
+    if v > _INT64_MAX:
+        raise DataError(f"{fname} line {lineno}: {what} {tok.strip()} is too large (over 2^63-1)")
     return v
 
 
 def _parse_rating(tok: str, fname: str, lineno: int) -> float:
     try:
+        if "_" in tok:
+            raise ValueError(tok)
         v = float(tok)
     except ValueError:
         raise DataError(f"{fname} line {lineno}: rating {tok.strip()!r} is not a number") from None
@@ -329,44 +413,149 @@ def _parse_rating(tok: str, fname: str, lineno: int) -> float:
     return v
 
 
-def _slow_ratings(raw: bytes, sep: bytes, skip: int, fname: str):
-    """Line-by-line parse; raises DataError naming the first bad line (1-based)."""
-    sep_s = sep.decode()
-    shown_sep = {"\t": "tabs", ",": "','", "::": "'::'"}.get(sep_s, repr(sep_s))
+def _sep_hint(line: str, sep: str, n: int) -> str:
+    """' (it looks separated by tabs)' when another usual separator splits the line into n fields."""
+    for other in ("::", "\t", ",", ";", "|", " "):
+        if other != sep and len(line.strip().split(other)) == n:
+            return f" (the line looks separated by {_SEP_NAMES[other]}: wrong delimiter?)"
+    return ""
+
+
+def _csv_records(text: str, skip: int, fname: str):
+    """(first line number, fields) of each non-blank CSV record after the first `skip` records."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    prev = 0
+    seen = 0
+    try:
+        for rec in reader:
+            start, prev = prev + 1, reader.line_num
+            seen += 1
+            if seen <= skip or not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue
+            yield start, rec
+    except csv.Error as e:
+        raise DataError(f"{fname} line {reader.line_num}: {e}") from None
+
+
+def _scan_ratings(raw: bytes, layout: _Layout, fname: str):
+    """Line-by-line parse: (users, items, ratings, timestamps, line numbers); raises DataError
+    naming the first bad line (1-based)."""
+    sep_s = layout.sep.decode()
+    shown_sep = _SEP_NAMES.get(sep_s, repr(sep_s))
     text = raw.decode("latin-1")  # numbers are ASCII; never fails
-    u, i, r, t = [], [], [], []
-    for lineno, line in _numbered(text):
-        if lineno <= skip or not line.strip():
-            continue
-        parts = line.split(sep_s)
-        if len(parts) != 4:
-            raise DataError(f"{fname} line {lineno}: expected 4 fields separated by {shown_sep}, got {len(parts)}")
-        u.append(_parse_int(parts[0], "user id", fname, lineno))
-        i.append(_parse_int(parts[1], "movie id", fname, lineno))
-        r.append(_parse_rating(parts[2], fname, lineno))
-        t.append(_parse_int(parts[3], "timestamp", fname, lineno))
+    if layout.plain:
+        records = ((n, line, line.split(sep_s)) for n, line in _numbered(text) if n > layout.skip and line.strip())
+    else:
+        records = ((n, "", rec) for n, rec in _csv_records(text, layout.skip, fname))
+    u, i, r, t, lines = [], [], [], [], []
+    cu, ci, cr, ct = layout.cols
+    for lineno, line, parts in records:
+        if len(parts) != layout.ncols:
+            what = "" if layout.plain else " (as in the header)"
+            hint = _sep_hint(line, sep_s, layout.ncols) if layout.plain else ""
+            raise DataError(f"{fname} line {lineno}: expected {layout.ncols} fields separated by {shown_sep}"
+                            f"{what}, got {len(parts)}{hint}")
+        u.append(_parse_int(parts[cu], "user id", fname, lineno))
+        i.append(_parse_int(parts[ci], "movie id", fname, lineno))
+        r.append(_parse_rating(parts[cr], fname, lineno))
+        t.append(_parse_int(parts[ct], "timestamp", fname, lineno))
+        lines.append(lineno)
     if not u:
         raise DataError(f"{fname} holds no ratings")
+    return (np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64), np.asarray(r, dtype=np.float32),
+            np.asarray(t, dtype=np.int64), np.asarray(lines, dtype=np.int64))
+
+
+def _slow_ratings(raw: bytes, sep: bytes, skip: int, fname: str):
+    """Line-by-line parse of a plain 4-column file; raises DataError naming the first bad line."""
+    return _scan_ratings(raw, _Layout(sep, skip), fname)[:4]
+
+
+def _csv_header(raw: bytes, header: str, fname: str) -> tuple[list[str], str]:
+    """(column names, shown first line) of a CSV file's header line."""
+    end = raw.find(b"\n")
+    first = (raw if end < 0 else raw[:end]).decode("utf-8", "replace").rstrip("\r").lstrip("\ufeff")
     try:
-        return (np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64),
-                np.asarray(r, dtype=np.float32), np.asarray(t, dtype=np.int64))
-    except OverflowError:
-        raise DataError(f"{fname}: a number does not fit in 64 bits") from None
+        names = next(csv.reader([first]), [])
+    except csv.Error:
+        names = []
+    return [n.strip() for n in names], first
+
+
+def _columns(names: list[str], wanted: tuple[str, ...], first: str, fname: str) -> tuple[int, ...]:
+    """Positions of the wanted columns (case-insensitive); DataError naming missing or repeated ones."""
+    lower = [n.lower() for n in names]
+    missing = [w for w in wanted if w.lower() not in lower]
+    expected = f"{fname} line 1: expected the header {','.join(wanted)!r} (extra columns are ignored)"
+    if missing:
+        cols = ", ".join(repr(m) for m in missing)
+        raise DataError(f"{expected}; missing column{'s' if len(missing) > 1 else ''} {cols} in {first[:80]!r}")
+    twice = [w for w in wanted if lower.count(w.lower()) > 1]
+    if twice:
+        raise DataError(f"{expected}; column {twice[0]!r} appears more than once in {first[:80]!r}")
+    return tuple(lower.index(w.lower()) for w in wanted)
+
+
+def _ratings_layout(raw: bytes, sep: bytes, fname: str, header: str | None) -> _Layout:
+    if header is None:
+        return _Layout(sep)
+    names, first = _csv_header(raw, header, fname)
+    cols = _columns(names, tuple(header.split(",")), first, fname)
+    return _Layout(sep, skip=1, ncols=len(names), cols=cols)  # type: ignore[arg-type]
+
+
+def _first_duplicate(users: np.ndarray, items: np.ndarray) -> tuple[int, int, int] | None:
+    """(earlier row, later row, number of repeats) of the first repeated (user, movie) pair in file
+    order, or None."""
+    import pandas as pd
+
+    if len(users) < 2:
+        return None
+    if int(users.max()) < 2**31 and int(items.max()) < 2**32:  # ids are >= 0 here
+        dup = pd.Series((users << 32) | items).duplicated().to_numpy()
+    else:
+        dup = pd.DataFrame({"u": users, "i": items}).duplicated().to_numpy()
+    if not dup.any():
+        return None
+    later = int(np.argmax(dup))
+    earlier = int(np.flatnonzero((users[:later] == users[later]) & (items[:later] == items[later]))[0])
+    return earlier, later, int(dup.sum())
+
+
+def _row_lines(raw: bytes, layout: _Layout, fname: str, n_rows: int) -> np.ndarray:
+    """Line number of every data row (for messages about rows found by array checks)."""
+    lines = _scan_ratings(raw, layout, fname)[4]
+    return lines if len(lines) == n_rows else np.arange(1, n_rows + 1) + layout.skip
+
+
+def _parse_ratings(raw: bytes, *, sep: bytes, fname: str, header: str | None = None) -> tuple[Ratings, _Layout, bytes]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        raise DataError(f"{fname} holds no ratings: the file is empty")
+    layout = _ratings_layout(raw, sep, fname, header)
+    arrays = _fast_ratings(raw, sep, layout.skip) if layout.plain else None
+    if arrays is None:
+        arrays = _scan_ratings(raw, layout, fname)[:4]
+    ratings = Ratings(*arrays)
+    dup = _first_duplicate(ratings.users, ratings.items)
+    if dup is not None:
+        earlier, later, count = dup
+        lines = _row_lines(raw, layout, fname, len(ratings))
+        more = f"; {count} repeated pairs in all" if count > 1 else ""
+        raise DataError(f"{fname} line {lines[later]}: user {ratings.users[later]} rated movie {ratings.items[later]} "
+                        f"again (first on line {lines[earlier]}); each (user, movie) pair may appear once{more}")
+    return ratings, layout, raw
 
 
 def parse_ratings(raw: bytes, *, sep: bytes, fname: str, header: str | None = None) -> Ratings:
-    """Ratings from the raw bytes of a 4-column file (user, movie, rating, timestamp)."""
-    skip = 0
-    if header is not None:
-        end = raw.find(b"\n")
-        first = (raw if end < 0 else raw[:end]).decode("utf-8", "replace").strip().lstrip("\ufeff")
-        if first.replace(" ", "").lower() != header.lower():
-            raise DataError(f"{fname} line 1: expected the header {header!r}, got {first[:80]!r}")
-        skip = 1
-    arrays = _fast_ratings(raw, sep, skip)
-    if arrays is None:
-        arrays = _slow_ratings(raw, sep, skip, fname)
-    return Ratings(*arrays)
+    """Ratings from the raw bytes of a file of (user, movie, rating, timestamp) rows.
+
+    ``header`` (CSV) names the required columns, e.g. 'userId,movieId,rating,timestamp': they may
+    come in any order, extra columns are ignored, a missing one is an error naming it. Ids and
+    timestamps are non-negative integers, ratings within 0.5-5 stars, and each (user, movie) pair
+    appears once; rows need not be in time order."""
+    return _parse_ratings(raw, sep=sep, fname=fname, header=header)[0]
 
 
 def _numbered(text: str):
@@ -383,11 +572,18 @@ def _lines(text: str):
 
 
 def _catalog(rows: list[tuple[int, str, str, int]], fname: str) -> Catalog:
+    """Catalog from (movie id, title, genres, line) rows: ids unique, every title non-empty text."""
     seen: dict[int, int] = {}
-    for mid, _, _, lineno in rows:
+    for mid, title, genres, lineno in rows:
         if mid in seen:
             raise DataError(f"{fname} line {lineno}: movie id {mid} already listed on line {seen[mid]}")
         seen[mid] = lineno
+        if not title:
+            raise DataError(f"{fname} line {lineno}: movie {mid} has no title")
+        bad = _CONTROL.search(title) or _CONTROL.search(genres)
+        if bad:
+            raise DataError(f"{fname} line {lineno}: movie {mid} has the control character U+{ord(bad.group()):04X} "
+                            "in its title or genres (binary data, or text in an encoding other than UTF-8/Latin-1?)")
     if not rows:
         raise DataError(f"{fname} lists no movies")
     return Catalog(
@@ -400,10 +596,11 @@ def _catalog(rows: list[tuple[int, str, str, int]], fname: str) -> Catalog:
 def parse_movies_dat(raw: bytes, fname: str = "movies.dat") -> Catalog:
     """'id::title::genres' (ML-1M: latin-1; ML-10M: utf-8)."""
     rows = []
-    for lineno, line in _lines(_decode(raw)):
+    for lineno, line in _lines(_decode(raw, fname)):
         parts = line.split("::")
         if len(parts) != 3:
-            raise DataError(f"{fname} line {lineno}: expected 3 fields separated by '::', got {len(parts)}")
+            raise DataError(f"{fname} line {lineno}: expected 3 fields separated by '::', got {len(parts)}"
+                            f"{_sep_hint(line, '::', 3)}")
         rows.append((_parse_int(parts[0], "movie id", fname, lineno), parts[1].strip(), parts[2].strip(), lineno))
     return _catalog(rows, fname)
 
@@ -415,9 +612,14 @@ def parse_u_genre(raw: bytes, fname: str = "u.genre") -> tuple[str, ...]:
         if len(parts) != 2:
             raise DataError(f"{fname} line {lineno}: expected 'name|index', got {len(parts)} fields")
         idx = _parse_int(parts[1], "genre index", fname, lineno)
+        if idx in names:
+            raise DataError(f"{fname} line {lineno}: genre index {idx} is listed twice")
         names[idx] = parts[0].strip()
-    if sorted(names) != list(range(len(names))) or not names:
-        raise DataError(f"{fname}: genre indices must be 0..n-1, got {sorted(names)}")
+    if not names:
+        raise DataError(f"{fname} lists no genres")
+    if sorted(names) != list(range(len(names))):
+        shown = ", ".join(str(k) for k in sorted(names)[:20])
+        raise DataError(f"{fname}: genre indices must be 0..{len(names) - 1}, got {shown}")
     return tuple(names[k] for k in range(len(names)))
 
 
@@ -425,7 +627,7 @@ def parse_u_item(raw: bytes, genres: tuple[str, ...] = ML100K_GENRES, fname: str
     """'id|title|release|video release|url|flag*19' (latin-1); genres = names of the set flags."""
     n = 5 + len(genres)
     rows = []
-    for lineno, line in _lines(raw.decode("latin-1")):
+    for lineno, line in _lines(_decode(raw, fname)):
         parts = line.split("|")
         if len(parts) != n:
             raise DataError(f"{fname} line {lineno}: expected {n} fields separated by '|' "
@@ -438,25 +640,28 @@ def parse_u_item(raw: bytes, genres: tuple[str, ...] = ML100K_GENRES, fname: str
     return _catalog(rows, fname)
 
 
+MOVIES_CSV_COLUMNS = ("movieId", "title", "genres")
+
+
 def parse_movies_csv(raw: bytes, fname: str = "movies.csv") -> Catalog:
-    """'movieId,title,genres' with a header and quoted titles (utf-8)."""
-    text = _decode(raw).lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows = []
+    """'movieId,title,genres' with a header and quoted titles (utf-8). The columns may come in any
+    order and extra columns are ignored; a missing one is an error naming it."""
+    text = _decode(raw, fname)
+    first = text.split("\n", 1)[0].rstrip("\r")
     try:
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["movieId", "title", "genres"]:
-            raise DataError(f"{fname} line 1: expected the header 'movieId,title,genres', got {header!r}")
-        for rec in reader:
-            lineno = reader.line_num
-            if not rec or (len(rec) == 1 and not rec[0].strip()):
-                continue
-            if len(rec) != 3:
-                raise DataError(f"{fname} line {lineno}: expected 3 comma-separated fields "
-                                f"(movieId,title,genres), got {len(rec)}")
-            rows.append((_parse_int(rec[0], "movie id", fname, lineno), rec[1].strip(), rec[2].strip(), lineno))
-    except csv.Error as e:
-        raise DataError(f"{fname} line {reader.line_num}: {e}") from None
+        header = next(csv.reader([first]), [])
+    except csv.Error:
+        header = []
+    names = [h.strip() for h in header]
+    ci, ct, cg = _columns(names, MOVIES_CSV_COLUMNS, first, fname)
+    plain = len(names) == 3 and (ci, ct, cg) == (0, 1, 2)
+    rows = []
+    for lineno, rec in _csv_records(text, 1, fname):
+        if len(rec) != len(names):
+            what = "(movieId,title,genres)" if plain else "(as in the header)"
+            raise DataError(f"{fname} line {lineno}: expected {len(names)} comma-separated fields "
+                            f"{what}, got {len(rec)}")
+        rows.append((_parse_int(rec[ci], "movie id", fname, lineno), rec[ct].strip(), rec[cg].strip(), lineno))
     return _catalog(rows, fname)
 
 
@@ -469,6 +674,21 @@ def _fingerprint(files: list[tuple[str, bytes]]) -> str:
         h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0")
         h.update(data)
     return h.hexdigest()
+
+
+def _check_rated_in_catalog(ratings: Ratings, catalog: Catalog, raw: bytes, layout: _Layout, fmt: _Format) -> None:
+    """Every rated movie must be in the catalogue (true of every MovieLens release): a rating of an
+    unlisted movie is an error naming its line, never silently dropped or kept."""
+    known = np.isin(ratings.items, catalog.ids)
+    if known.all():
+        return
+    bad = np.flatnonzero(~known)
+    first = int(bad[0])
+    line = _row_lines(raw, layout, fmt.ratings, len(ratings))[first]
+    n_movies = len(np.unique(ratings.items[bad]))
+    raise DataError(f"{fmt.ratings} line {line}: movie id {ratings.items[first]} is not in {fmt.movies} "
+                    f"({len(bad)} rating{'s' if len(bad) > 1 else ''} of {n_movies} movie id"
+                    f"{'s' if n_movies > 1 else ''} missing from the catalogue; every rated movie must be listed)")
 
 
 def _load_from_source(src: _Source, source: str, progress: bool) -> Dataset:
@@ -488,17 +708,23 @@ def _load_from_source(src: _Source, source: str, progress: bool) -> Dataset:
     if bar is not None:
         bar.close()
 
+    what = {fmt.ratings: "ratings", fmt.movies: "movies", "u.genre": "genres"}
+    for name, data in raw.items():
+        if not data.strip():
+            raise DataError(f"{name} holds no {what.get(name, 'data')}: the file is empty (in {src.where})")
+
     if fmt.name == "ml-1m":
-        ratings = parse_ratings(raw["ratings.dat"], sep=b"::", fname="ratings.dat")
+        ratings, layout, rraw = _parse_ratings(raw["ratings.dat"], sep=b"::", fname="ratings.dat")
         catalog = parse_movies_dat(raw["movies.dat"])
     elif fmt.name == "ml-100k":
         genres = parse_u_genre(raw["u.genre"]) if "u.genre" in raw else ML100K_GENRES
-        ratings = parse_ratings(raw["u.data"], sep=b"\t", fname="u.data")
+        ratings, layout, rraw = _parse_ratings(raw["u.data"], sep=b"\t", fname="u.data")
         catalog = parse_u_item(raw["u.item"], genres)
     else:
-        ratings = parse_ratings(raw["ratings.csv"], sep=b",", fname="ratings.csv",
-                                header="userId,movieId,rating,timestamp")
+        ratings, layout, rraw = _parse_ratings(raw["ratings.csv"], sep=b",", fname="ratings.csv",
+                                               header="userId,movieId,rating,timestamp")
         catalog = parse_movies_csv(raw["movies.csv"])
+    _check_rated_in_catalog(ratings, catalog, rraw, layout, fmt)
     files = list(raw.items())
     return Dataset(
         ratings=ratings, catalog=catalog, source=source, format=fmt.name,

@@ -46,7 +46,9 @@ class Recommender:
         self.normalized = normalized
         self._pop_order = np.argsort(-self.popularity, kind="stable")
 
-    def _history_rows(self, ids, unknown: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    def _history_rows(self, ids, unknown: str, times=None) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None]:
+        """Known rows in history order (each item once, at its most recent position: recency-aware
+        encoders read the order), the skipped unknown ids, and the timestamps aligned with the rows."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if unknown not in ("error", "skip"):
             raise ValueError("unknown must be 'error' or 'skip'")
@@ -54,7 +56,14 @@ class Recommender:
         skipped = tuple(int(i) for i in ids[rows < 0])
         if skipped and unknown == "error":
             self.items.rows(ids)  # raises UnknownIdError naming them
-        return np.unique(rows[rows >= 0]), skipped
+        if times is not None:
+            times = np.asarray(times).ravel()
+            if times.shape != ids.shape:
+                raise RecvecError(f"a history of {len(ids)} items came with {len(times)} timestamps")
+        keep = np.flatnonzero(rows >= 0)
+        _, last_from_end = np.unique(rows[keep][::-1], return_index=True)
+        keep = keep[np.sort(len(keep) - 1 - last_from_end)]
+        return rows[keep], skipped, (None if times is None else times[keep])
 
     def _popular(self, exclude: np.ndarray, k: int, why: str, skipped) -> Recommendations:
         order = self._pop_order[~np.isin(self._pop_order, exclude)][:k]
@@ -65,18 +74,21 @@ class Recommender:
         """Top-k items per history (external ids), the history's own items excluded.
 
         Empty or all-unknown histories fall back to popularity and say so."""
-        parsed = [self._history_rows(h, unknown) for h in histories]
-        longest = max((len(r) for r, _ in parsed), default=0)
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise RecvecError(f"{len(timestamps)} timestamp lists for {len(histories)} histories")
+        parsed = [self._history_rows(h, unknown, None if timestamps is None else timestamps[i])
+                  for i, h in enumerate(histories)]
+        longest = max((len(r) for r, _, _ in parsed), default=0)
         check_k(k, len(self.items) - longest)
         out: list[Recommendations | None] = [None] * len(parsed)
-        personal = [i for i, (rows, _) in enumerate(parsed) if len(rows)]
-        for i, (rows, skipped) in enumerate(parsed):
+        personal = [i for i, (rows, _, _) in enumerate(parsed) if len(rows)]
+        for i, (rows, skipped, _) in enumerate(parsed):
             if not len(rows):
                 why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
                 out[i] = self._popular(rows, k, why, skipped)
         if personal:
             hist = [parsed[i][0] for i in personal]
-            ts = None if timestamps is None else [timestamps[i] for i in personal]
+            ts = None if timestamps is None else [parsed[i][2] for i in personal]
             queries = self.user_encoder.encode(hist, ts)
             rows, scores = self.index.search(queries, k, exclude=hist, **query_params)
             for j, i in enumerate(personal):

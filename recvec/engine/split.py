@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from recvec.engine.data import Ratings
 from recvec.engine.vocab import Vocabulary
+from recvec.errors import DataError
 
 
 def _take(r: Ratings, idx: np.ndarray) -> Ratings:
@@ -99,6 +100,8 @@ class Split:
 def leave_last_out(ratings: Ratings, threshold: float = 4.0, *, already_positive: bool = False) -> Split:
     """SPEC split: positives >= threshold; each user's last positive by time -> test; rest -> train."""
     pos = ratings if already_positive else positives(ratings, threshold)
+    if len(pos) == 0:
+        raise DataError(f"no ratings >= {threshold:g}: nothing to split (lower --threshold)")
     last = _last_per_user(pos.users)
     train = _take(pos, np.flatnonzero(~last))
     test = _take(pos, np.flatnonzero(last))

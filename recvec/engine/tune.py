@@ -1,0 +1,342 @@
+"""Honest hyperparameter tuning: select on a validation split, then report test once.
+
+Protocol (:func:`tune`):
+
+1. ``val = validation_split(split)``: each user's second-to-last positive is held out from train
+   (built from ``split.train`` alone). Nothing in selection reads ``split.test``.
+2. Search on ``val`` (budget = number of model fits):
+   - ALS fit parameters (factors, regularization, alpha, iterations) and the training recency
+     decay (``als-time``: half-life in items or days, floor) by a seeded local search from the
+     lab's configuration: each trial changes one or two coordinates of the best so far;
+   - for every fit, query-time recency weightings of the fold-in (half-life in positions and
+     confidence scale): a full grid on the first fit, the best and its neighbours afterwards
+     (fold-in is cheap, fits are not, so every fit is reused);
+   - optionally the hybrid weight and the content mean's recency weighting on top of the best ALS
+     (text vectors encoded once), and the sequence encoder (epochs chosen per epoch on ``val``).
+   Candidates are compared by validation Recall@K (ties: NDCG@K).
+3. The chosen configuration is refitted on the full train split and evaluated on test once.
+
+Every candidate is evaluated through the same ``assemble_*`` functions as :func:`fit_model`, so
+what is selected is exactly what ``recvec eval``/``recvec build`` serve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from recvec.engine.data import Catalog
+from recvec.engine.evaluate import Evaluation
+from recvec.engine.models.als import ALSConfig
+from recvec.engine.models.fit import (
+    ModelConfig,
+    als_fit_key,
+    assemble_als,
+    assemble_hybrid,
+    assemble_sequence,
+    evaluate_model,
+    fit_als_part,
+    fit_model,
+    text_vectors,
+)
+from recvec.engine.models.sequence import SequenceConfig
+from recvec.engine.split import Split, validation_split
+from recvec.engine.weighting import RecencyWeighting
+from recvec.errors import RecvecError
+
+Report = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Grids the search moves on (each trial steps one or two of the fit coordinates)."""
+
+    factors: tuple[int, ...] = (32, 64, 96, 128, 192)
+    regularization: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0)
+    alpha: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    iterations: tuple[int, ...] = (10, 15, 20, 30)
+    train_half_life: tuple[float, ...] = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0)  # items; 0 = off
+    train_half_life_days: tuple[float, ...] = (0.0, 7.0, 30.0, 90.0, 365.0)  # days; 0 = off
+    train_floor: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
+    query_half_life: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)  # positions; 0 = uniform
+    query_scale: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    hybrid_weight: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95)
+    content_half_life: tuple[float, ...] = (0.0, 3.0, 10.0)
+
+
+FIT_COORDS = ("factors", "regularization", "alpha", "iterations", "train_half_life", "train_half_life_days",
+              "train_floor")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    budget: int = 30  # ALS fits on the validation split
+    seed: int = 0
+    k: int = 10
+    hybrid: bool = True  # also tune a hybrid with text vectors
+    encoder: str = "minilm"
+    pooling: str = "cls"
+    sequence: bool = False  # also train the sequence encoder (minutes on CPU)
+    sequence_config: SequenceConfig = field(default_factory=SequenceConfig)
+    als_seed: int = 0
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self):
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise RecvecError(f"--budget must be a positive integer (ALS fits), got {self.budget!r}")
+        if self.k < 1:
+            raise RecvecError(f"-k must be positive, got {self.k}")
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: ModelConfig
+    recall: float
+    ndcg: float
+    recall20: float
+    seconds: float
+    stage: str
+
+    def key(self) -> tuple[float, float]:
+        return (self.recall, self.ndcg)
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "model": self.config.name, "config": self.config.to_dict(),
+                "val_recall": self.recall, "val_ndcg": self.ndcg, "val_recall@20": self.recall20,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    settings: TuneSettings
+    trials: tuple[Trial, ...]
+    chosen: Trial
+    test: Evaluation | None
+    seconds: float
+    validation: dict
+
+    def best_by_family(self) -> dict[str, Trial]:
+        """The best validation trial of each model family (each one selected on validation too)."""
+        out: dict[str, Trial] = {}
+        for t in self.trials:
+            fam = family(t.config)
+            if fam not in out or t.key() > out[fam].key():
+                out[fam] = t
+        return out
+
+    def to_dict(self) -> dict:
+        out = {
+            "protocol": "selected on the validation split (each user's second-to-last positive held out from "
+                        "train); the chosen configuration refitted on the full train split and evaluated on "
+                        "test once",
+            "settings": {"budget": self.settings.budget, "seed": self.settings.seed, "k": self.settings.k,
+                         "hybrid": self.settings.hybrid, "encoder": self.settings.encoder,
+                         "pooling": self.settings.pooling, "sequence": self.settings.sequence,
+                         "space": dataclasses.asdict(self.settings.space)},
+            "validation": self.validation,
+            "chosen": {"model": self.chosen.config.name, "config": self.chosen.config.to_dict(),
+                       "val_recall": self.chosen.recall, "val_ndcg": self.chosen.ndcg,
+                       "val_recall@20": self.chosen.recall20},
+            "best_by_family": {f: t.to_dict() for f, t in self.best_by_family().items()},
+            "trials": [t.to_dict() for t in self.trials],
+            "seconds": round(self.seconds, 1),
+        }
+        if self.test is not None:
+            r20, n20 = self.test.at(20)
+            out["test"] = {"recall": self.test.recall, "ndcg": self.test.ndcg, "recall@20": r20, "ndcg@20": n20,
+                           "users": self.test.users, "k": self.test.k}
+        return out
+
+
+def family(config: ModelConfig) -> str:
+    """als (the lab's scoring), als+recency, als-time, hybrid, sequence."""
+    if config.kind == "als":
+        return "als" if config.lab_path else "als+recency"
+    return config.kind
+
+
+def _quiet(event: str, info: dict) -> None:
+    pass
+
+
+class _Search:
+    """Validation-only search state: cached fits, every trial, the incumbent per stage."""
+
+    def __init__(self, val: Split, catalog: Catalog, settings: TuneSettings, report: Report, progress: bool):
+        self.val, self.catalog, self.settings, self.report, self.progress = val, catalog, settings, report, progress
+        self.trials: list[Trial] = []
+        self.fits: dict[tuple, object] = {}
+        self.seen: set = set()
+
+    def evaluate(self, model, config: ModelConfig, stage: str, t0: float) -> Trial:
+        ev = evaluate_model(model, self.val, k=self.settings.k)
+        r20, _ = ev.at(20)
+        trial = Trial(config, ev.recall, ev.ndcg, r20, time.perf_counter() - t0, stage)
+        self.trials.append(trial)
+        self.report("trial", {"n": len(self.trials), **trial.to_dict()})
+        return trial
+
+    def fit(self, config: ModelConfig):
+        key = als_fit_key(config)
+        if key not in self.fits:
+            self.fits[key] = fit_als_part(self.val, config, False)
+        return self.fits[key]
+
+    def als_trial(self, config: ModelConfig, stage: str) -> Trial | None:
+        key = ("als", config.to_dict().__repr__())
+        if key in self.seen:
+            return None
+        self.seen.add(key)
+        t0 = time.perf_counter()
+        model = assemble_als(self.val, config, self.fit(config))
+        return self.evaluate(model, config, stage, t0)
+
+
+def _best(trials) -> Trial:
+    return max(trials, key=Trial.key)
+
+
+def _config_from(coords: dict, query: tuple[float, float], s: TuneSettings) -> ModelConfig:
+    als = ALSConfig(factors=int(coords["factors"]), regularization=float(coords["regularization"]),
+                    alpha=float(coords["alpha"]), iterations=int(coords["iterations"]), seed=s.als_seed)
+    decay = RecencyWeighting(half_life=coords["train_half_life"], half_life_days=coords["train_half_life_days"],
+                             floor=coords["train_floor"] if (coords["train_half_life"] or coords["train_half_life_days"])
+                             else 0.0)
+    qhl, qscale = query
+    weighting = RecencyWeighting(half_life=qhl, scale=qscale)
+    kind = "als" if decay.is_uniform else "als-time"
+    return ModelConfig(kind=kind, als=als, weighting=weighting, train_weighting=decay)
+
+
+def _neighbours(grid: tuple, value, rng: np.random.Generator) -> object:
+    i = int(np.argmin([abs(float(g) - float(value)) for g in grid]))
+    step = int(rng.choice([-1, 1]))
+    j = min(max(i + step, 0), len(grid) - 1)
+    if j == i:
+        j = min(max(i - step, 0), len(grid) - 1)
+    return grid[j]
+
+
+def _query_neighbours(space: SearchSpace, q: tuple[float, float]) -> list[tuple[float, float]]:
+    """The best query weighting, its grid neighbours, and uniform weights (for the plain-ALS family)."""
+    hl, sc = q
+    out = [q, (0.0, 1.0)]
+    for grid, pos in ((space.query_half_life, 0), (space.query_scale, 1)):
+        i = grid.index(q[pos]) if q[pos] in grid else 0
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(grid):
+                out.append((grid[j], sc) if pos == 0 else (hl, grid[j]))
+    return out
+
+
+def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings(), *, report: Report = _quiet,
+           progress: bool = False, cache_dir=None, threads: int | None = None) -> tuple[Trial, list[Trial]]:
+    """Search on a validation split only; returns (the chosen trial, every trial)."""
+    s, space = settings, settings.space
+    rng = np.random.default_rng(s.seed)
+    search = _Search(val, catalog, s, report, progress)
+    lab = ALSConfig(seed=s.als_seed)
+    coords = {"factors": lab.factors, "regularization": lab.regularization, "alpha": lab.alpha,
+              "iterations": lab.iterations, "train_half_life": 0.0, "train_half_life_days": 0.0,
+              "train_floor": space.train_floor[len(space.train_floor) // 2]}
+    # 1. the lab's ALS, every query-time weighting
+    best_q = (0.0, 1.0)
+    for q in [(hl, sc) for hl in space.query_half_life for sc in space.query_scale if hl or sc == 1.0]:
+        search.als_trial(_config_from(coords, q, s), "als+query-weighting")
+    best = _best(search.trials)
+    best_q = (best.config.weighting.half_life, best.config.weighting.scale)
+    best_coords = dict(coords)
+    # 2. local search over fit parameters (ALS and training decay), query weighting re-tuned locally
+    tried = {tuple(sorted(coords.items()))}
+    fits = 1
+    attempts = 0
+    while fits < s.budget and attempts < 50 * s.budget:
+        attempts += 1
+        cand = dict(best_coords)
+        names = rng.choice(FIT_COORDS, size=int(rng.integers(1, 3)), replace=False)
+        for name in names:
+            cand[name] = _neighbours(getattr(space, name), cand[name], rng)
+        if not (cand["train_half_life"] or cand["train_half_life_days"]):
+            cand["train_floor"] = best_coords["train_floor"]
+        key = tuple(sorted(cand.items()))
+        if key in tried:
+            continue
+        tried.add(key)
+        fits += 1
+        stage = "als-time" if (cand["train_half_life"] or cand["train_half_life_days"]) else "als"
+        results = [search.als_trial(_config_from(cand, q, s), stage) for q in _query_neighbours(space, best_q)]
+        results = [r for r in results if r is not None]
+        if results and _best(results).key() > best.key():
+            best = _best(results)
+            best_coords = cand
+            best_q = (best.config.weighting.half_life, best.config.weighting.scale)
+            report("incumbent", {"model": best.config.name, "val_recall": best.recall, "val_ndcg": best.ndcg})
+    # 3. hybrid on top of the best ALS
+    if s.hybrid:
+        text = text_vectors(catalog, ModelConfig(kind="text", encoder=s.encoder, pooling=s.pooling), cache_dir, progress)
+        base = best.config
+        als_model = search.fit(base)
+        for w in space.hybrid_weight:
+            for chl in space.content_half_life:
+                cfg = ModelConfig(kind="hybrid", als=base.als, weighting=base.query_weighting,
+                                  train_weighting=base.train_decay, encoder=s.encoder, pooling=s.pooling,
+                                  content_weighting=RecencyWeighting(half_life=chl), hybrid_weight=w)
+                t0 = time.perf_counter()
+                search.evaluate(assemble_hybrid(val, catalog, cfg, als_model, text), cfg, "hybrid", t0)
+    # 4. the sequence encoder: one training run, the epoch count chosen on validation
+    if s.sequence:
+        _sequence_stage(search, s, progress, threads)
+    chosen = _best(search.trials)
+    return chosen, search.trials
+
+
+def _sequence_stage(search: _Search, s: TuneSettings, progress: bool, threads: int | None) -> None:
+    from recvec.engine.models.sequence import train_sequence_encoder
+
+    val = search.val
+    per_epoch: list[tuple[int, float, float, float]] = []
+    base = ModelConfig(kind="sequence", sequence=s.sequence_config)
+    t0 = time.perf_counter()
+
+    def on_epoch(model) -> dict:
+        ev = evaluate_model(assemble_sequence(val, base, model), val, k=s.k)
+        r20, _ = ev.at(20)
+        per_epoch.append((len(per_epoch) + 1, ev.recall, ev.ndcg, r20))
+        search.report("epoch", {"epoch": len(per_epoch), "val_recall": ev.recall, "val_ndcg": ev.ndcg})
+        return {"val_recall": ev.recall, "val_ndcg": ev.ndcg}
+
+    train_sequence_encoder(val.histories(), len(val.items), s.sequence_config, progress=progress,
+                           validation=on_epoch, threads=threads)
+    for epoch, r, n, r20 in per_epoch:
+        cfg = replace(base, sequence=replace(s.sequence_config, epochs=epoch))
+        trial = Trial(cfg, r, n, r20, time.perf_counter() - t0, "sequence")
+        search.trials.append(trial)
+        search.report("trial", {"n": len(search.trials), **trial.to_dict()})
+
+
+def tune(split: Split, catalog: Catalog, settings: TuneSettings = TuneSettings(), *, report: Report = _quiet,
+         progress: bool = False, cache_dir=None, threads: int | None = None, evaluate_test: bool = True) -> TuneResult:
+    """Select on ``validation_split(split)``, then refit the choice on ``split.train`` and evaluate on
+    ``split.test`` once. ``report(event, info)`` sees "validation", "trial", "incumbent", "epoch",
+    "selected" (selection is over: nothing before it reads the test split) and "test"."""
+    t0 = time.perf_counter()
+    val = validation_split(split)
+    vinfo = {"train_rows": len(val.train), "held_out_rows": len(val.test), "users": len(val.users)}
+    report("validation", vinfo)
+    chosen, trials = select(val, catalog, settings, report=report, progress=progress, cache_dir=cache_dir,
+                            threads=threads)
+    report("selected", {"model": chosen.config.name, "config": chosen.config.to_dict(), "val_recall": chosen.recall,
+                        "val_ndcg": chosen.ndcg})
+    test = None
+    if evaluate_test:
+        model = fit_model(split, catalog, chosen.config, progress=progress, cache_dir=cache_dir, threads=threads)
+        test = evaluate_model(model, split, k=settings.k)
+        r20, _ = test.at(20)
+        report("test", {"model": chosen.config.name, "recall": test.recall, "ndcg": test.ndcg, "recall@20": r20,
+                        "users": test.users})
+    return TuneResult(settings, tuple(trials), chosen, test, time.perf_counter() - t0, vinfo)
+

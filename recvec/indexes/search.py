@@ -1,0 +1,373 @@
+"""``ItemIndex``: exclusion-aware top-k inner-product search over item rows (FAISS today).
+
+Results are item rows (0..n-1) and scores; mapping rows to external ids happens elsewhere.
+
+Exclusion (a user's history) is exact for every index kind: a query never gets an excluded row,
+never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exclusion):
+
+* flat, scalar-quantiser, HNSW and IVF indexes: FAISS ``IDSelectorBitmap`` search parameters,
+  one call per distinct exclusion set (queries sharing a set are batched). For the exact flat
+  index this beat searching ``k + len(exclude)`` and filtering (3,706 x 64 items, 300 excluded:
+  0.09 vs 0.24 ms/query batched, 0.12 vs 0.25 single; 1M x 64: 12 vs 11 ms batched, 12 vs 54
+  single). For HNSW the search width grows with the exclusion (``hnsw_ef``: the graph walk
+  passes over excluded nodes without keeping them). If a query still comes back short (IVF
+  lists emptied by the exclusion, an HNSW region cut off), its efSearch/nprobe is doubled until
+  it is complete, and as a last resort it is answered exactly from reconstructed vectors.
+* other kinds (PQ refuses a selector, refine wrappers ignore it): over-fetch ``k + len(exclude)``
+  in batched chunks (queries sorted by exclusion size) and filter.
+
+Every query's parameters depend only on that query, so batch and single calls agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recvec.errors import RecvecError
+from recvec.indexes.spec import QueryParams, check_metric, describe_index, link_unreachable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import faiss
+
+#: Queries per chunk in the batched exact path (bounds the over-fetch buffer: chunk x (k + excl)).
+_FLAT_CHUNK = 256
+#: Up to this many items the exclusion bitmap is built from a bool mask (3.7 us at 3.5k items),
+#: beyond it by clearing bits in a copied all-ones bitmap (15 us at 1M items, vs 110 us).
+_SMALL_BITMAP = 65_536
+
+
+def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
+    """efSearch for a filtered HNSW query: the asked ef, at least k + the number excluded.
+
+    FAISS's filtered HNSW walk still traverses excluded nodes but only keeps allowed ones, so a
+    user with hundreds of excluded items needs a wider beam to keep its recall (measured on ML-1M
+    ALS vectors: filtered recall@10 vs exact filtered search >= 0.99 with this rule).
+    """
+    return max(ef, k + n_excluded)
+
+
+def _as_queries(queries: Any, dim: int) -> np.ndarray:
+    q = np.asarray(queries)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2:
+        raise RecvecError(f"queries must be a (n, {dim}) array, got shape {q.shape}")
+    if q.shape[1] != dim:
+        raise RecvecError(f"query dimension {q.shape[1]} does not match the index dimension {dim}")
+    if q.size and not np.issubdtype(q.dtype, np.number):
+        raise RecvecError(f"queries must be numeric, got {q.dtype}")
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    finite = np.isfinite(q).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise RecvecError(f"queries contain NaN or infinite values (query rows {bad[:10].tolist()})")
+    return q
+
+
+def _as_exclusions(exclude: Sequence[Any] | None, n: int, ntotal: int) -> list[np.ndarray] | None:
+    """Sorted unique int64 row arrays, one per query, or None when nothing is excluded."""
+    if exclude is None:
+        return None
+    if isinstance(exclude, np.ndarray) and exclude.ndim == 2:
+        exclude = list(exclude)
+    if len(exclude) != n:
+        raise RecvecError(f"exclude has {len(exclude)} entries but there are {n} queries (one array per query)")
+    out = []
+    for i, e in enumerate(exclude):
+        a = np.asarray(e if e is not None else [])
+        if a.size == 0:
+            out.append(np.empty(0, dtype=np.int64))
+            continue
+        if not np.issubdtype(a.dtype, np.integer):
+            raise RecvecError(f"exclude[{i}] must hold integer item rows, got {a.dtype}")
+        a = np.unique(a.astype(np.int64).ravel())
+        if a[0] < 0 or a[-1] >= ntotal:
+            bad = a[(a < 0) | (a >= ntotal)]
+            raise RecvecError(f"exclude[{i}] has item rows outside 0..{ntotal - 1}: {bad[:10].tolist()}")
+        out.append(a)
+    if all(a.size == 0 for a in out):
+        return None
+    return out
+
+
+def _check_k(k: Any, ntotal: int, excl: list[np.ndarray] | None) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise RecvecError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
+    if k > ntotal:
+        raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
+    if excl is not None:
+        sizes = np.fromiter((a.size for a in excl), dtype=np.int64, count=len(excl))
+        over = np.flatnonzero(ntotal - sizes < k)
+        if over.size:
+            i = int(over[0])
+            raise RecvecError(f"k={k} is larger than the {ntotal - int(sizes[i])} items left for query {i} "
+                              f"after excluding {int(sizes[i])} of {ntotal}")
+    return k
+
+
+class ItemIndex:
+    """A FAISS inner-product index over item rows with exclusion-aware search."""
+
+    def __init__(self, index: faiss.Index, dim: int | None = None):
+        import faiss
+
+        if dim is not None and int(index.d) != int(dim):
+            raise RecvecError(f"index dimension {index.d} does not match the expected dimension {dim}")
+        check_metric(index)
+        self._index = index
+        self.dim = int(index.d)
+        core = faiss.downcast_index(index)
+        self._pretransform = isinstance(core, faiss.IndexPreTransform)
+        inner = faiss.downcast_index(core.index) if self._pretransform else core
+        self._exact = isinstance(core, faiss.IndexFlat)
+        self._hnsw = inner.hnsw if isinstance(inner, faiss.IndexHNSW) else None
+        self._ivf = inner if isinstance(inner, faiss.IndexIVF) else None
+        # Flat, scalar-quantiser, HNSW and IVF indexes (possibly behind a pre-transform) honour an
+        # IDSelector in their search parameters; others (PQ refuses it, refine ignores it, ...) get
+        # exclusion by over-fetching k + len(exclude) and filtering.
+        self._selector = (self._hnsw is not None or self._ivf is not None
+                          or isinstance(inner, (faiss.IndexFlat, faiss.IndexScalarQuantizer)))
+        self._bitmap_ones: np.ndarray | None = None
+        self._selector_checked = False  # the guard below runs on this index's first filtered search
+        self._reconstructed: np.ndarray | None = None
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def faiss_index(self) -> faiss.Index:
+        return self._index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def is_exact(self) -> bool:
+        return self._exact
+
+    @property
+    def nlist(self) -> int | None:
+        return int(self._ivf.nlist) if self._ivf is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return describe_index(self._index)
+
+    def __repr__(self) -> str:
+        return f"ItemIndex({type(self._index).__name__}, ntotal={self.ntotal}, dim={self.dim})"
+
+    # -- building / persistence ------------------------------------------------------------------
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors; returns their rows (ntotal .. ntotal + m - 1)."""
+        x = _as_queries(vectors, self.dim)
+        start = self.ntotal
+        self._index.add(x)
+        if self._hnsw is not None:
+            link_unreachable(self._index)
+        self._bitmap_ones = None
+        self._reconstructed = None
+        return np.arange(start, self.ntotal, dtype=np.int64)
+
+    def save(self, path: str | Path) -> None:
+        import faiss
+
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int | None = None) -> ItemIndex:
+        import faiss
+
+        p = Path(path)
+        if not p.is_file():
+            raise RecvecError(f"index file not found: {p}")
+        try:
+            index = faiss.read_index(str(p))
+        except RuntimeError as e:
+            raise RecvecError(f"cannot read FAISS index {p}: {str(e).strip().splitlines()[-1]}") from None
+        return cls(index, dim)
+
+    def to_bytes(self) -> bytes:
+        import faiss
+
+        return faiss.serialize_index(self._index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int | None = None) -> ItemIndex:
+        import faiss
+
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as e:
+            raise RecvecError(f"cannot read FAISS index: {str(e).strip().splitlines()[-1]}") from None
+        return cls(index, dim)
+
+    # -- search ----------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, *, exclude: Sequence[np.ndarray] | None = None,
+               ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows and scores per query, (n, k) int64 and float32, best first.
+
+        ``exclude[i]`` holds item rows query i must not get. ``ef_search`` (HNSW) and ``nprobe``
+        (IVF) override the index's defaults for this call.
+        """
+        q = _as_queries(queries, self.dim)
+        excl = _as_exclusions(exclude, q.shape[0], self.ntotal)
+        k = _check_k(k, self.ntotal, excl)
+        params = QueryParams(ef_search=ef_search, nprobe=nprobe)
+        params.check(k, is_hnsw=self._hnsw is not None, nlist=self.nlist)
+        rows = np.empty((q.shape[0], k), dtype=np.int64)
+        scores = np.empty((q.shape[0], k), dtype=np.float32)
+        if q.shape[0] == 0:
+            return rows, scores
+        ef = max(params.ef_search or int(self._hnsw.efSearch), k) if self._hnsw is not None else None
+        probe = (params.nprobe or int(self._ivf.nprobe)) if self._ivf is not None else None
+        if excl is None:
+            d, i = self._faiss_search(q, k, ef=ef, nprobe=probe)
+            rows[:], scores[:] = i, d
+            self._complete(q, k, rows, scores, None, None, np.arange(q.shape[0]), ef, probe)
+        elif self._selector:
+            self._search_selected(q, k, excl, rows, scores, ef, probe)
+        else:
+            self._search_overfetch(q, k, excl, rows, scores)
+        return rows, scores
+
+    def _faiss_search(self, q: np.ndarray, k: int, *, ef: int | None, nprobe: int | None,
+                      allowed_bitmap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        if self._hnsw is not None:
+            p = faiss.SearchParametersHNSW(efSearch=int(ef))
+        elif self._ivf is not None:
+            p = faiss.SearchParametersIVF(nprobe=int(nprobe))
+        elif self._selector and allowed_bitmap is not None:
+            p = faiss.SearchParameters()
+        else:
+            p = None  # e.g. IndexPQ refuses plain SearchParameters; no selector here (over-fetch path)
+        if p is not None and allowed_bitmap is not None:
+            p.sel = faiss.IDSelectorBitmap(allowed_bitmap)
+        if p is not None and self._pretransform:
+            p = faiss.SearchParametersPreTransform(index_params=p)
+        try:
+            return self._index.search(q, k, params=p)
+        except RuntimeError as e:
+            raise RecvecError(f"FAISS index {type(faiss.downcast_index(self._index)).__name__} cannot run this "
+                              f"search: {str(e).strip().splitlines()[-1]}") from None
+
+    def _allowed_bitmap(self, excluded: np.ndarray) -> np.ndarray:
+        """FAISS bitmap (bit i of byte i>>3, little-endian bits) with 1 for every row not excluded."""
+        if self.ntotal <= _SMALL_BITMAP:  # a bool mask + packbits is cheapest for small indexes
+            mask = np.ones(self.ntotal, dtype=bool)
+            mask[excluded] = False
+            return np.packbits(mask, bitorder="little")
+        if self._bitmap_ones is None:
+            self._bitmap_ones = np.packbits(np.ones(self.ntotal, dtype=bool), bitorder="little")
+        bm = self._bitmap_ones.copy()
+        np.bitwise_and.at(bm, excluded >> 3, ~(np.uint8(1) << (excluded & 7).astype(np.uint8)))
+        return bm
+
+    def _check_allowed(self, rows: np.ndarray, bitmap: np.ndarray) -> None:
+        """Guard: FAISS must not have returned an excluded row (a selector it silently ignored).
+
+        Whether an index class honours the selector does not change between calls, so the check
+        runs on the first filtered search of each ItemIndex only (it costs ~15 us per call)."""
+        if self._selector_checked:
+            return
+        self._selector_checked = True
+        r = rows[rows >= 0]
+        if r.size and not ((bitmap[r >> 3] >> (r & 7).astype(np.uint8)) & 1).all():
+            import faiss
+
+            raise RecvecError(f"FAISS index {type(faiss.downcast_index(self._index)).__name__} ignored the "
+                              "exclusion selector; this index type cannot be searched with exclusions")
+
+    def _search_overfetch(self, q, k, excl, rows, scores) -> None:
+        """Exhaustive kinds: search k + len(exclude) (chunks sorted by exclusion size) and filter."""
+        sizes = np.fromiter((a.size for a in excl), dtype=np.int64, count=len(excl))
+        order = np.argsort(sizes, kind="stable")
+        for start in range(0, len(order), _FLAT_CHUNK):
+            chunk = order[start:start + _FLAT_CHUNK]
+            kk = min(self.ntotal, k + int(sizes[chunk].max()))
+            d, i = self._faiss_search(q[chunk], kk, ef=None, nprobe=None)
+            short = []
+            for j, qi in enumerate(chunk):
+                keep = i[j] >= 0
+                if excl[qi].size:
+                    keep &= ~np.isin(i[j], excl[qi])
+                sel = np.flatnonzero(keep)[:k]
+                if sel.size < k:
+                    short.append(qi)
+                    continue
+                rows[qi], scores[qi] = i[j, sel], d[j, sel]
+            for qi in short:  # an index that pads with -1 even when scanning: answer exactly
+                r, s_ = brute_force_search(self._all_vectors(), q[qi:qi + 1], k, [excl[qi]])
+                rows[qi], scores[qi] = r[0], s_[0]
+
+    def _search_selected(self, q, k, excl, rows, scores, ef, probe) -> None:
+        groups: dict[bytes, list[int]] = {}
+        for qi, a in enumerate(excl):
+            groups.setdefault(a.tobytes(), []).append(qi)
+        for members in groups.values():
+            idx = np.asarray(members, dtype=np.int64)
+            ex = excl[members[0]]
+            g_ef = hnsw_ef(ef, k, ex.size) if ef is not None else None
+            bitmap = self._allowed_bitmap(ex) if ex.size else None
+            d, i = self._faiss_search(q[idx], k, ef=g_ef, nprobe=probe, allowed_bitmap=bitmap)
+            if bitmap is not None:
+                self._check_allowed(i, bitmap)
+            rows[idx], scores[idx] = i, d
+            if (i < 0).any():
+                self._complete(q, k, rows, scores, ex, bitmap, idx, g_ef, probe)
+
+    def _complete(self, q, k, rows, scores, ex, bitmap, idx, ef, probe) -> None:
+        """Re-search rows that came back with -1 padding, widening efSearch / nprobe, then exactly."""
+        short = idx[(rows[idx] < 0).any(axis=1)]
+        while short.size and (ef is not None and ef < self.ntotal or probe is not None and probe < self.nlist):
+            ef = min(self.ntotal, ef * 2) if ef is not None else None
+            probe = min(self.nlist, probe * 2) if probe is not None else None
+            d, i = self._faiss_search(q[short], k, ef=ef, nprobe=probe, allowed_bitmap=bitmap)
+            if bitmap is not None:
+                self._check_allowed(i, bitmap)
+            rows[short], scores[short] = i, d
+            short = short[(rows[short] < 0).any(axis=1)]
+        if short.size:  # e.g. HNSW nodes unreachable from the entry point: answer exactly
+            vectors = self._all_vectors()
+            r, s = brute_force_search(vectors, q[short], k, None if ex is None or not ex.size else [ex] * short.size)
+            rows[short], scores[short] = r, s
+
+    def _all_vectors(self) -> np.ndarray:
+        if self._reconstructed is None:
+            try:
+                if self._ivf is not None:
+                    self._ivf.make_direct_map()
+                self._reconstructed = self._index.reconstruct_n(0, self.ntotal)
+            except RuntimeError as e:
+                raise RecvecError("the index returned fewer than k results and cannot reconstruct its vectors "
+                                  f"for an exact fallback: {str(e).strip().splitlines()[-1]}") from None
+        return self._reconstructed
+
+
+def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
+                       exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference exact top-k by inner product in numpy (float64 scores, ties broken by lower row)."""
+    v = np.asarray(item_vectors, dtype=np.float64)
+    if v.ndim != 2:
+        raise RecvecError(f"item vectors must be (n, d), got shape {v.shape}")
+    q = _as_queries(queries, v.shape[1]).astype(np.float64)
+    excl = _as_exclusions(exclude, q.shape[0], v.shape[0])
+    k = _check_k(k, v.shape[0], excl)
+    rows = np.empty((q.shape[0], k), dtype=np.int64)
+    scores = np.empty((q.shape[0], k), dtype=np.float32)
+    for start in range(0, q.shape[0], 1024):
+        s = q[start:start + 1024] @ v.T
+        if excl is not None:
+            for j in range(s.shape[0]):
+                s[j, excl[start + j]] = -np.inf
+        for j in range(s.shape[0]):
+            row = s[j]
+            kth = -np.partition(-row, k - 1)[k - 1]  # the k-th largest score
+            top = np.flatnonzero(row >= kth)
+            top = top[np.lexsort((top, -row[top]))][:k]
+            rows[start + j], scores[start + j] = top, row[top]
+    return rows, scores
