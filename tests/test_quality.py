@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recvec.engine.data import Catalog, Dataset, Ratings, load_dataset
+from recvec.engine.data import Catalog, Ratings, load_dataset
 from recvec.engine.models import fit as fitmod
 from recvec.engine.models.als import ALSConfig, fit_als
 from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model

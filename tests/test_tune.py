@@ -171,3 +171,18 @@ def test_cli_tune_saves_results_usable_as_preset(data, tmp_path):
     r = CliRunner().invoke(main, ["eval", "--data", data_dir, "--preset", str(out), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["recall"] == pytest.approx(saved["test"]["recall"])
+
+
+def test_sequence_stage_chooses_epochs_on_validation(data):
+    from recvec.engine.models.sequence import SequenceConfig
+
+    ds, split = data
+    guard = Guard()
+    guard.reads = []
+    seq = SequenceConfig(dim=8, max_len=8, layers=1, heads=1, epochs=2, batch_size=64, dropout=0.0)
+    s = TuneSettings(budget=1, space=SPACE, hybrid=False, sequence=True, sequence_config=seq)
+    result = tune(guarded(split, guard), ds.catalog, s, evaluate_test=False, threads=1)
+    assert guard.reads == []
+    seq_trials = [t for t in result.trials if t.stage == "sequence"]
+    assert [t.config.sequence.epochs for t in seq_trials] == [1, 2]
+    assert all(t.config.kind == "sequence" and 0 <= t.recall <= 1 for t in seq_trials)

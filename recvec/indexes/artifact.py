@@ -23,6 +23,19 @@ Layout (format_version 1)::
     arrays          {name: {"file": "name.npy" | null, "from_index": bool, "dtype", "shape"}}
     files           {name: {"sha256", "bytes"}} for every file but the manifest
 
+Index backends: by default the index is FAISS, stored as ``index.faiss``. An artifact whose index
+lives in Milvus (``recvec build --backend milvus``) has no index file (``index_file`` is null), always
+stores ``item_vectors.npy`` (nothing to reconstruct them from), and its manifest adds::
+
+    backend         {"kind": "milvus", "mode": "lite"|"server", "uri", "collection", "metric", "dim",
+                     "ntotal", "index_kind", "index_type", "index_params", "search_defaults"}
+                    (MilvusIndex.describe(); a Lite uri is an absolute path; never a token)
+
+Loading such an artifact checks every file as usual, then opens the collection with
+``MilvusIndex.open`` (token from ``$RECVEC_MILVUS_TOKEN``) and checks it against the manifest: row
+count, dimension, index type, and (for unquantised indexes, when verifying) that a few rows' search
+scores match the stored item vectors -- a collection rebuilt for another artifact is refused.
+
 Loading reads the manifest first, refuses newer format versions, file names that are not plain
 names, missing/truncated/altered files (size and sha256), dimension/metric/count mismatches,
 and never unpickles anything (``np.load(allow_pickle=False)``, JSON, FAISS's own format).
@@ -42,9 +55,10 @@ import json
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -59,20 +73,26 @@ ITEM_IDS_FILE = "item_ids.npy"
 CATALOG_FILE = "catalog.json.gz"
 METRIC = "inner_product"
 ITEM_VECTORS = "item_vectors"
+#: Where an artifact's index lives; "faiss" artifacts have no ``backend`` entry in the manifest.
+BACKENDS = ("faiss", "milvus")
 
 #: Keys save_artifact computes; a caller's manifest may not set them.
 RESERVED_KEYS = frozenset({"format_version", "dim", "metric", "n_items", "index_file", "item_ids_file",
-                           "catalog_file", "arrays", "files"})
+                           "catalog_file", "arrays", "files", "backend"})
 _ARRAY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A loaded artifact: manifest, index, item ids (row -> external id), arrays, catalog."""
+    """A loaded artifact: manifest, index, item ids (row -> external id), arrays, catalog.
+
+    ``index`` is an ``ItemIndex`` (FAISS) or, for a Milvus artifact, an open ``MilvusIndex``; both
+    answer the same ``search`` contract. ``close()`` releases a Milvus connection (no-op for FAISS).
+    """
 
     manifest: dict
-    index: ItemIndex
+    index: Any
     item_ids: np.ndarray
     arrays: dict
     catalog: dict
@@ -93,6 +113,94 @@ class Artifact:
     def item_vectors(self) -> np.ndarray | None:
         return self.arrays.get(ITEM_VECTORS)
 
+    @property
+    def backend(self) -> str:
+        """Where the index lives: "faiss" (in process, index.faiss) or "milvus"."""
+        return str((self.manifest.get("backend") or {}).get("kind", "faiss"))
+
+    def close(self) -> None:
+        """Close the index's connection (a Milvus client); FAISS indexes need nothing."""
+        close = getattr(self.index, "close", None)
+        if callable(close):
+            close()
+
+
+# --------------------------------------------------------------------- index backends (build side)
+
+
+def backend_options(kind: str | None, uri: str | None, collection: str | None, spec: Any = None,
+                    dest: str | Path | None = None) -> dict | None:
+    """Check where an index is to be served before any slow work; None means FAISS (the default).
+
+    For "milvus" returns ``{"kind": "milvus", "uri": <absolute .db path or http(s) URI>, "collection"}``
+    after checking the URI, the collection name, that this Milvus flavour can build ``spec`` (an
+    IndexSpec) and that a Lite database does not sit inside the artifact directory ``dest``. A
+    FAISS build given a --uri or --collection is refused rather than silently ignoring them.
+    """
+    kind = (kind or "faiss").lower()
+    if kind not in BACKENDS:
+        raise RecvecError(f"unknown index backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+    if kind == "faiss":
+        given = [flag for flag, value in (("--uri", uri), ("--collection", collection)) if value]
+        if given:
+            raise RecvecError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --backend "
+                              "milvus only (this build writes a FAISS index)")
+        return None
+    from recvec.indexes.backends.milvus import LITE_KINDS, SERVER_KINDS, check_collection_name, resolve_uri
+
+    missing = [flag for flag, value in (("--uri", uri), ("--collection", collection)) if not value]
+    if missing:
+        raise RecvecError(f"--backend milvus needs {' and '.join(missing)} (--uri FILE.db for Milvus Lite or "
+                          "http://HOST:19530 for a Milvus server; --collection NAME)")
+    resolved, mode = resolve_uri(uri)
+    check_collection_name(collection)
+    if spec is not None:
+        supported = LITE_KINDS if mode == "lite" else SERVER_KINDS
+        if getattr(spec, "kind", None) not in supported:
+            what = f"FAISS factory string {spec.factory!r}" if spec.kind == "factory" else f"index kind {spec.kind!r}"
+            where = "Milvus Lite" if mode == "lite" else "a Milvus server"
+            raise RecvecError(f"{what} cannot be built on {where}; supported kinds: {', '.join(supported)}")
+    if dest is not None:
+        check_backend_location(resolved, dest)
+    return {"kind": "milvus", "uri": resolved, "collection": collection}
+
+
+def create_backend_index(vectors: np.ndarray, spec: Any, backend: dict | None, dest: str | Path | None = None, *,
+                         progress: bool = False) -> Any:
+    """Build the served index for a non-FAISS backend (see ``backend_options``); None for FAISS.
+
+    Milvus: creates (replacing) the collection from ``vectors`` with ids 0..n-1 and ``spec`` mapped
+    to Milvus index parameters, inserting in batches (a progress bar when ``progress``). Returns the
+    open ``MilvusIndex``; pass it to ``save_artifact`` and finish with ``finish_backend_index``.
+    """
+    if backend is None or backend.get("kind", "faiss") == "faiss":
+        return None
+    opts = backend_options(backend.get("kind"), backend.get("uri"), backend.get("collection"), spec, dest)
+    from recvec.indexes.backends.milvus import MilvusIndex
+
+    extra = {k: backend[k] for k in ("batch_size",) if k in backend}
+    return MilvusIndex.create(opts["uri"], opts["collection"], vectors, spec,
+                              progress=bool(backend.get("progress", progress)), **extra)
+
+
+@contextmanager
+def finish_backend_index(index: Any) -> Iterator[None]:
+    """Around saving the artifact of a served index: drop the new collection if saving fails (no
+    artifact points at it), and close the client either way (Milvus Lite lets one process hold a .db)."""
+    if index is None or isinstance(index, ItemIndex):
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        try:
+            index.drop()
+        except RecvecError:
+            pass  # the save error is the one to report
+        raise
+    finally:
+        index.close()
+
 
 # ------------------------------------------------------------------------------------- saving
 
@@ -101,19 +209,27 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
                   catalog: dict, manifest: dict, endpoint_url: str | None = None) -> str:
     """Write an artifact to a local directory or ``s3://bucket/prefix`` atomically; returns dest.
 
-    ``index`` is an ItemIndex or a FAISS index; ``item_ids`` the external id of each row;
-    ``arrays`` extra named numeric arrays (``item_vectors`` must be (n, dim)); ``catalog`` JSON
-    display data whose list values are aligned with item_ids; ``manifest`` the caller's part of
-    the manifest (must hold ``model: {"kind", "params"}``).
+    ``index`` is an ItemIndex or a FAISS index, or a ``MilvusIndex`` (then the manifest records
+    its ``describe()`` as ``backend`` instead of writing index.faiss, and ``arrays`` must hold
+    ``item_vectors``); ``item_ids`` the external id of each row; ``arrays`` extra named numeric
+    arrays (``item_vectors`` must be (n, dim)); ``catalog`` JSON display data whose list values are
+    aligned with item_ids; ``manifest`` the caller's part of the manifest (must hold
+    ``model: {"kind", "params"}``).
     """
-    ix = index if isinstance(index, ItemIndex) else ItemIndex(index)
+    backend = _backend_entry(index)
+    ix = index if (backend is not None or isinstance(index, ItemIndex)) else ItemIndex(index)
     ids = _check_item_ids(item_ids, ix.ntotal)
     arrs = _check_arrays(arrays, ix.ntotal, ix.dim)
+    if backend is not None:
+        if ITEM_VECTORS not in arrs:
+            raise ArtifactError(f"an artifact served from {backend['kind']} must store {ITEM_VECTORS!r} "
+                                "(query-time user vectors are built from them)")
+        check_backend_location(backend["uri"], dest)
     catalog_bytes = _catalog_bytes(catalog, ix.ntotal)
     head = _check_caller_manifest(manifest)
     if storage.is_s3(str(dest)):
         with tempfile.TemporaryDirectory(prefix="recvec-artifact-") as tmp:
-            _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head)
+            _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head, backend)
             storage.upload_dir(tmp, str(dest), endpoint_url=endpoint_url, last=MANIFEST)
         return str(dest)
     final = Path(dest)
@@ -121,12 +237,43 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
         raise ArtifactError(f"cannot write an artifact to {final}: it exists and is not a directory")
     tmp = storage.sibling_tmp_dir(final)
     try:
-        _write_dir(tmp, ix, ids, arrs, catalog_bytes, head)
+        _write_dir(tmp, ix, ids, arrs, catalog_bytes, head, backend)
         storage.publish_local_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(final)
+
+
+def _is_milvus(index: Any) -> bool:
+    if isinstance(index, ItemIndex):
+        return False
+    from recvec.indexes.backends.milvus import MilvusIndex  # no pymilvus import at module level
+
+    return isinstance(index, MilvusIndex)
+
+
+def _backend_entry(index: Any) -> dict | None:
+    """The manifest's ``backend`` entry for an index served outside the artifact (None for FAISS)."""
+    if not _is_milvus(index):
+        return None
+    d = dict(index.describe())
+    d.pop("backend", None)
+    index_kind = d.pop("kind", None)
+    entry = {"kind": "milvus", **d, "index_kind": index_kind}
+    if "token" in entry:  # describe() never holds one; make sure no credential reaches the manifest
+        del entry["token"]
+    return entry
+
+
+def check_backend_location(uri: str, dest: str | Path) -> None:
+    """Refuse a Milvus Lite database inside the artifact directory (publishing replaces that directory)."""
+    if "://" in str(uri) or storage.is_s3(str(dest)):
+        return
+    db, out = Path(uri).resolve(), Path(dest).resolve()
+    if db == out or out in db.parents:
+        raise ArtifactError(f"the Milvus Lite database {db} is inside the artifact directory {out}, which is "
+                            "replaced on every build; put the .db file outside --out")
 
 
 def _check_item_ids(item_ids: Any, n: int) -> np.ndarray:
@@ -210,20 +357,21 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_dir(root: Path, ix: ItemIndex, ids: np.ndarray, arrays: dict[str, np.ndarray],
-               catalog_bytes: bytes, head: dict) -> None:
+def _write_dir(root: Path, ix: Any, ids: np.ndarray, arrays: dict[str, np.ndarray],
+               catalog_bytes: bytes, head: dict, backend: dict | None = None) -> None:
     files: dict[str, dict] = {}
 
     def put(name: str, data: bytes) -> None:
         (root / name).write_bytes(data)
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
-    put(INDEX_FILE, ix.to_bytes())
+    if backend is None:
+        put(INDEX_FILE, ix.to_bytes())
     put(ITEM_IDS_FILE, _npy_bytes(ids))
     array_meta = {}
     for name, a in arrays.items():
         meta = {"dtype": a.dtype.str, "shape": list(a.shape)}
-        if name == ITEM_VECTORS and _reproduces(ix, a):
+        if name == ITEM_VECTORS and backend is None and _reproduces(ix, a):
             meta.update(file=None, from_index=True)
         else:
             put(f"{name}.npy", _npy_bytes(a))
@@ -231,8 +379,9 @@ def _write_dir(root: Path, ix: ItemIndex, ids: np.ndarray, arrays: dict[str, np.
         array_meta[name] = meta
     put(CATALOG_FILE, catalog_bytes)
     manifest = {"format_version": FORMAT_VERSION, **head, "dim": ix.dim, "metric": METRIC,
-                "n_items": ix.ntotal, "index_file": INDEX_FILE, "item_ids_file": ITEM_IDS_FILE,
-                "catalog_file": CATALOG_FILE, "arrays": array_meta, "files": files}
+                "n_items": ix.ntotal, "index_file": INDEX_FILE if backend is None else None,
+                **({"backend": backend} if backend is not None else {}),
+                "item_ids_file": ITEM_IDS_FILE, "catalog_file": CATALOG_FILE, "arrays": array_meta, "files": files}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -278,7 +427,9 @@ def _plain_name(name: Any, what: str) -> str:
 def load_artifact(src: str | Path, *, endpoint_url: str | None = None, verify: bool = True) -> Artifact:
     """Load and check an artifact from a local directory or ``s3://bucket/prefix``.
 
-    ``verify=False`` skips the sha256 checksums (sizes, dimensions and the rest are still checked).
+    ``verify=False`` skips the sha256 checksums (sizes, dimensions and the rest are still checked)
+    and, for a Milvus artifact, the spot check of the collection's vectors. A Milvus artifact opens
+    its collection after every file has been checked (close it with ``Artifact.close()``).
     """
     source = _Source(src, endpoint_url)
     if not source.s3 and not Path(source.src).is_dir():
@@ -300,16 +451,19 @@ def load_artifact(src: str | Path, *, endpoint_url: str | None = None, verify: b
                                 f"{source.where(name)}")
         blobs[name] = data
     n, dim = manifest["n_items"], manifest["dim"]
+    backend = manifest.get("backend")
 
-    index_name = manifest["index_file"]
-    try:
-        ix = ItemIndex.from_bytes(blobs[index_name])
-    except RecvecError as e:
-        raise ArtifactError(f"artifact file {index_name} is not a usable FAISS index: {e}") from None
-    if ix.dim != dim:
-        raise ArtifactError(f"dimension mismatch: {index_name} has dimension {ix.dim}, the manifest says {dim}")
-    if ix.ntotal != n:
-        raise ArtifactError(f"{index_name} holds {ix.ntotal} vectors, the manifest says n_items={n}")
+    ix: Any = None
+    if backend is None:
+        index_name = manifest["index_file"]
+        try:
+            ix = ItemIndex.from_bytes(blobs[index_name])
+        except RecvecError as e:
+            raise ArtifactError(f"artifact file {index_name} is not a usable FAISS index: {e}") from None
+        if ix.dim != dim:
+            raise ArtifactError(f"dimension mismatch: {index_name} has dimension {ix.dim}, the manifest says {dim}")
+        if ix.ntotal != n:
+            raise ArtifactError(f"{index_name} holds {ix.ntotal} vectors, the manifest says n_items={n}")
 
     ids = _load_npy(blobs[manifest["item_ids_file"]], manifest["item_ids_file"])
     if ids.dtype != np.int64 or ids.shape != (n,):
@@ -336,7 +490,66 @@ def load_artifact(src: str | Path, *, endpoint_url: str | None = None, verify: b
     if not isinstance(catalog, dict):
         raise ArtifactError(f"artifact file {catalog_name} must hold a JSON object")
     _check_catalog_alignment(catalog, n, f"artifact file {catalog_name}:")
+    if backend is not None:  # every file checked: now connect
+        ix = _open_backend(backend, manifest, arrays[ITEM_VECTORS], source.src, verify)
     return Artifact(manifest=manifest, index=ix, item_ids=ids, arrays=arrays, catalog=catalog)
+
+
+def _open_backend(backend: dict, manifest: dict, vectors: np.ndarray, src: str, verify: bool) -> Any:
+    """Open the Milvus collection a manifest points at and check it holds this artifact's vectors."""
+    from recvec.indexes.backends.milvus import MilvusIndex, resolve_uri
+
+    uri, collection = backend["uri"], backend["collection"]
+    what = f"Milvus collection {collection!r} at {uri}"
+    try:
+        uri, mode = resolve_uri(uri)
+    except RecvecError as e:
+        raise ArtifactError(f"artifact {src}: {MANIFEST} backend uri: {e}") from None
+    if mode == "lite" and not Path(uri).exists():  # don't let Milvus Lite create an empty database
+        raise ArtifactError(f"artifact {src} serves its index from {what}, but the Milvus Lite database {uri} "
+                            "does not exist (moved or deleted?); rebuild with recvec build --backend milvus")
+    try:
+        ix = MilvusIndex.open(uri, collection)
+    except RecvecError as e:
+        msg = str(e)
+        if collection not in msg or uri not in msg:
+            msg = f"{what}: {msg}"
+        missing = msg.startswith("no Milvus collection")
+        hint = "; rebuild the artifact with recvec build --backend milvus" if missing else ""
+        raise ArtifactError(f"cannot open the index of artifact {src}: {msg}{hint}") from None
+    try:
+        _check_backend_index(ix, backend, manifest, vectors, what, verify)
+    except BaseException:
+        ix.close()
+        raise
+    return ix
+
+
+def _check_backend_index(ix: Any, backend: dict, manifest: dict, vectors: np.ndarray, what: str,
+                         verify: bool) -> None:
+    n, dim = manifest["n_items"], manifest["dim"]
+    rebuilt = "; was it rebuilt or replaced since this artifact was written? Rebuild the artifact"
+    if ix.dim != dim:
+        raise ArtifactError(f"dimension mismatch: {what} has dimension {ix.dim}, the manifest says {dim}{rebuilt}")
+    if ix.ntotal != n:
+        raise ArtifactError(f"{what} holds {ix.ntotal} vectors, the manifest says n_items={n}{rebuilt}")
+    want_type = backend.get("index_type")
+    if isinstance(want_type, str) and want_type and ix.index_type != want_type.upper():
+        raise ArtifactError(f"{what} has a {ix.index_type} index, the manifest says {want_type}{rebuilt}")
+    if not verify or ix.kind not in ("flat", "hnsw", "ivf"):
+        return  # quantised indexes (SQ8, PQ) return approximate scores: nothing exact to compare
+    # Spot check: a few rows searched for themselves must score exactly as the stored vectors say.
+    rows = np.unique(np.linspace(0, n - 1, num=min(n, 3)).astype(np.int64))
+    k = int(min(n, 5))
+    got_rows, got_scores = ix.search(vectors[rows], k)
+    q, v = vectors[rows].astype(np.float64), vectors[got_rows].astype(np.float64)
+    want = np.einsum("qd,qkd->qk", q, v)
+    scale = np.linalg.norm(q, axis=1, keepdims=True) * np.linalg.norm(v, axis=2)  # |q.v| <= |q||v|
+    bad = np.abs(got_scores.astype(np.float64) - want) > 1e-4 * scale + 1e-6
+    if bad.any():
+        row = int(rows[np.argwhere(bad)[0][0]])
+        raise ArtifactError(f"{what} does not hold this artifact's item vectors (search scores for row {row} "
+                            f"disagree with item_vectors.npy){rebuilt}")
 
 
 def _load_npy(data: bytes, name: str) -> np.ndarray:
@@ -384,7 +597,13 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
                 or isinstance(meta.get("bytes"), bool) or not isinstance(meta.get("bytes"), int):
             raise ArtifactError(f"{where}: files[{name!r}] needs sha256 (str) and bytes (int)")
+    backend = _parse_backend(m, where)
     for key in ("index_file", "item_ids_file", "catalog_file"):
+        if key == "index_file" and backend is not None:
+            if m.get(key) is not None:
+                raise ArtifactError(f"{where}: an artifact served from {backend['kind']} has no index file; "
+                                    f"index_file must be null, got {m.get(key)!r}")
+            continue
         name = _plain_name(need(key, str), key)
         if name not in files:
             raise ArtifactError(f"{where}: {key} {name!r} has no entry in files (no checksum)")
@@ -397,8 +616,39 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
         if meta.get("from_index"):
             if name != ITEM_VECTORS:
                 raise ArtifactError(f"{where}: only {ITEM_VECTORS} can come from the index, not {name!r}")
+            if backend is not None:
+                raise ArtifactError(f"{where}: {ITEM_VECTORS} cannot come from a {backend['kind']} index; "
+                                    "it must be stored as a file")
             continue
         fname = _plain_name(meta.get("file"), f"arrays[{name!r}].file")
         if fname not in files:
             raise ArtifactError(f"{where}: array file {fname!r} has no entry in files (no checksum)")
+    if backend is not None and ITEM_VECTORS not in m["arrays"]:
+        raise ArtifactError(f"{where}: an artifact served from {backend['kind']} must list {ITEM_VECTORS} in arrays")
+    if backend is None:
+        m.pop("backend", None)  # {"kind": "faiss"} is the same as no entry
     return m
+
+
+def _parse_backend(m: dict, where: str) -> dict | None:
+    """The manifest's ``backend`` entry, checked; None for FAISS (absent or {"kind": "faiss"})."""
+    if "backend" not in m or m["backend"] is None:
+        return None
+    b = m["backend"]
+    if not isinstance(b, dict):
+        raise ArtifactError(f"{where}: backend must be an object, got {type(b).__name__}")
+    kind = b.get("kind")
+    if kind == "faiss":
+        return None
+    if kind != "milvus":
+        raise ArtifactError(f"{where}: backend kind {kind!r} is unknown; this recvec serves {', '.join(BACKENDS)}")
+    for key in ("uri", "collection"):
+        if not isinstance(b.get(key), str) or not b[key].strip():
+            raise ArtifactError(f"{where}: backend {key} is missing or not a string")
+    from recvec.indexes.backends.milvus import check_collection_name
+
+    try:
+        check_collection_name(b["collection"])
+    except RecvecError as e:
+        raise ArtifactError(f"{where}: backend collection: {e}") from None
+    return b

@@ -21,7 +21,8 @@ from recvec.engine.users import ALSFoldIn, MeanEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.engine.weighting import RecencyWeighting, weighting_or_none
 from recvec.errors import ArtifactError, RecvecError
-from recvec.indexes.artifact import Artifact, load_artifact, save_artifact
+from recvec.indexes.artifact import (Artifact, create_backend_index, finish_backend_index, load_artifact,
+                                     save_artifact)
 from recvec.indexes.search import ItemIndex
 from recvec.indexes.spec import IndexSpec, build_index, describe_index
 
@@ -47,10 +48,15 @@ def catalog_for(items: Vocabulary, catalog: Catalog) -> dict:
 
 
 def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: str, *,
-                   endpoint_url: str | None = None, seed: int = 0, extra_manifest: dict | None = None) -> dict:
-    """Build the index over the model's item vectors and save the artifact; returns the manifest head."""
+                   endpoint_url: str | None = None, seed: int = 0, extra_manifest: dict | None = None,
+                   backend: dict | None = None) -> dict:
+    """Build the index over the model's item vectors and save the artifact; returns the manifest head.
+
+    ``backend`` (from ``artifact.backend_options``, optionally with "progress": True) serves the index
+    from Milvus instead of FAISS: the collection is created here, and the artifact points at it."""
     t0 = time.perf_counter()
-    index = build_index(model.item_vectors, spec, seed=seed)
+    served = create_backend_index(model.item_vectors, spec, backend, dest)  # None: FAISS
+    index = build_index(model.item_vectors, spec, seed=seed) if served is None else served
     build_s = time.perf_counter() - t0
     cfg = model.config
     manifest = {
@@ -59,7 +65,7 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
         "pooling": cfg.pooling if cfg.kind in ("text", "hybrid") else None,
         "normalized": bool(model.normalized),
         "user_encoder": user_encoder_params(model),
-        "index": {"spec": str(spec), **describe_index(index)},
+        "index": {"spec": str(spec), **(describe_index(index) if served is None else served.describe())},
         "build_time_s": build_s,
         "data_fingerprint": dataset.fingerprint,
         "data_source": dataset.source if "://" not in dataset.source else dataset.source.split("?")[0],
@@ -67,8 +73,9 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
         **(extra_manifest or {}),
     }
     arrays = {"item_vectors": model.item_vectors, "popularity": model.popularity, **model.arrays}
-    save_artifact(dest, index=index, item_ids=model.items.ids, arrays=arrays,
-                  catalog=catalog_for(model.items, dataset.catalog), manifest=manifest, endpoint_url=endpoint_url)
+    with finish_backend_index(served):
+        save_artifact(dest, index=index, item_ids=model.items.ids, arrays=arrays,
+                      catalog=catalog_for(model.items, dataset.catalog), manifest=manifest, endpoint_url=endpoint_url)
     return manifest
 
 

@@ -51,7 +51,7 @@ class ModelConfig:
     kind: str = "als"
     als: ALSConfig = field(default_factory=ALSConfig)
     encoder: str = "minilm"
-    pooling: str = "cls"
+    pooling: str | None = None  # None: the encoder's default (cls for transformers models, mean for e5)
     weighting: RecencyWeighting = NONE  # query-time ALS fold-in confidences (als, als-time, hybrid)
     train_weighting: RecencyWeighting = NONE  # ALS training confidences (als-time, hybrid)
     content_weighting: RecencyWeighting = NONE  # weights of the content mean (text, hybrid)
@@ -61,6 +61,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise RecvecError(f"unknown --model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if self.pooling is None:  # resolve here so names and manifests always say which pooling ran
+            from recvec.engine.models.text import E5_ALIASES
+
+            object.__setattr__(self, "pooling", "mean" if self.encoder.lower() in E5_ALIASES else "cls")
         for name in ("weighting", "train_weighting", "content_weighting"):
             if not isinstance(getattr(self, name), RecencyWeighting):
                 raise RecvecError(f"model config {name} must be a RecencyWeighting")
@@ -234,7 +238,7 @@ def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: 
     if config.kind in ("als", "als-time"):
         return assemble_als(split, config, fit_als_part(split, config, progress))
     if config.kind == "sequence":
-        return _fit_sequence(split, config, pop_train, progress, threads)
+        return _fit_sequence(split, config, progress, threads)
     text = text_vectors(catalog, config, cache_dir, progress)
     if config.kind == "text":
         return assemble_text(split, catalog, config, text)
@@ -293,8 +297,7 @@ def sequence_weights_array(state: dict[str, np.ndarray]) -> np.ndarray:
     return np.frombuffer(save({k: np.ascontiguousarray(v) for k, v in state.items()}), dtype=np.uint8).copy()
 
 
-def _fit_sequence(split: Split, config: ModelConfig, pop_train: np.ndarray, progress: bool,
-                  threads: int | None) -> ItemModel:
+def _fit_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None) -> ItemModel:
     from recvec.engine.models.sequence import train_sequence_encoder
 
     model = train_sequence_encoder(split.histories(), len(split.items), config.sequence, progress=progress,
