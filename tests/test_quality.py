@@ -15,7 +15,7 @@ from recvec.engine.data import Catalog, Ratings, load_dataset
 from recvec.engine.models import fit as fitmod
 from recvec.engine.models.als import ALSConfig, fit_als
 from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model
-from recvec.engine.models.hybrid import HybridEncoder, als_scale, hybrid_item_vectors
+from recvec.engine.models.hybrid import HybridEncoder, Part, hybrid_item_vectors, part_scale
 from recvec.engine.models.sequence import SequenceConfig
 from recvec.engine.split import leave_last_out
 from recvec.engine.users import ALSFoldIn, MeanEncoder
@@ -141,8 +141,9 @@ class TestHybrid:
         als[-5:] = 0.0  # cold items
         content = rng.standard_normal((n, 9)).astype(np.float32)
         content /= np.linalg.norm(content, axis=1, keepdims=True)
-        enc = HybridEncoder(ALSFoldIn(als, 0.1, 1.0, RecencyWeighting(half_life=2.0)),
-                            MeanEncoder(content, RecencyWeighting(half_life=3.0)), build_w, query_w)
+        enc = HybridEncoder(Part("als", ALSFoldIn(als, 0.1, 1.0, RecencyWeighting(half_life=2.0)), als),
+                            Part("text", MeanEncoder(content, RecencyWeighting(half_life=3.0)), content),
+                            build_w, query_w)
         return enc, hybrid_item_vectors(als, content, build_w), als, content
 
     @pytest.mark.parametrize("build_w,query_w", [(0.5, None), (0.8, None), (0.8, 0.3), (0.3, 0.95), (0.6, 0.0),
@@ -158,7 +159,9 @@ class TestHybrid:
         # the parts are what they claim: unit ALS fold-in . (y / max|y|) and unit mean . content
         x = ALSFoldIn(als, 0.1, 1.0, RecencyWeighting(half_life=2.0)).encode(hist, times)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        np.testing.assert_allclose(a, x @ (als / als_scale(als)).T, atol=1e-5)
+        np.testing.assert_allclose(a, x @ (als / part_scale(als)).T, atol=1e-5)
+        m = MeanEncoder(content, RecencyWeighting(half_life=3.0)).encode(hist, times)
+        np.testing.assert_allclose(c, (m / np.linalg.norm(m, axis=1, keepdims=True)) @ content.T, atol=1e-5)
         assert np.abs(a).max() <= 1 + 1e-5 and np.abs(c).max() <= 1 + 1e-5
 
     def test_cold_items_score_through_content_only(self):
@@ -194,7 +197,7 @@ class TestHybrid:
         recent_rows = np.searchsorted(ids, split.items.id_of(recent))
         text[30] = text[recent_rows].mean(0) / np.linalg.norm(text[recent_rows].mean(0))
         cfg = ModelConfig(kind="hybrid", als=TINY_ALS, hybrid_weight=0.2, content_weighting=RecencyWeighting(half_life=1.0))
-        model = fitmod.assemble_hybrid(split, catalog, cfg, fit_als(split.matrix, TINY_ALS), text)
+        model = fitmod.assemble_hybrid(split, catalog, cfg, als=fit_als(split.matrix, TINY_ALS), text=text)
         from recvec.indexes.build import recommender_for
         from recvec.indexes.spec import IndexSpec
 
@@ -224,6 +227,10 @@ KIND_CONFIGS = {
     "hybrid": ModelConfig("hybrid", als=TINY_ALS, hybrid_weight=0.7, weighting=RecencyWeighting(half_life=2.0),
                           content_weighting=RecencyWeighting(half_life=5.0)),
     "sequence": ModelConfig("sequence", sequence=TINY_SEQ),
+    "hybrid-als-sequence": ModelConfig("hybrid", hybrid_parts=("als", "sequence"), als=TINY_ALS, sequence=TINY_SEQ,
+                                       hybrid_weight=0.4, weighting=RecencyWeighting(half_life=2.0)),
+    "hybrid-sequence-text": ModelConfig("hybrid", hybrid_parts=("sequence", "text"), sequence=TINY_SEQ,
+                                        hybrid_weight=0.6),
 }
 
 
@@ -236,6 +243,10 @@ def test_model_config_roundtrip_and_errors():
         ModelConfig.from_dict({"kind": "als", "factors": 3})
     with pytest.raises(RecvecError, match="hybrid weight"):
         ModelConfig("hybrid", hybrid_weight=2.0)
+    with pytest.raises(RecvecError, match="hybrid parts"):
+        ModelConfig("hybrid", hybrid_parts=("text", "als"))
+    assert set(KIND_CONFIGS["hybrid-als-sequence"].to_dict()) >= {"als", "sequence", "hybrid_parts"}
+    assert "encoder" not in KIND_CONFIGS["hybrid-als-sequence"].to_dict()
     assert ModelConfig("als-time").train_decay == fitmod.DEFAULT_TRAIN_WEIGHTING
     assert ModelConfig("als").lab_path and not KIND_CONFIGS["als-recency"].lab_path
 

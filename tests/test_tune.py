@@ -186,3 +186,6 @@ def test_sequence_stage_chooses_epochs_on_validation(data):
     seq_trials = [t for t in result.trials if t.stage == "sequence"]
     assert [t.config.sequence.epochs for t in seq_trials] == [1, 2]
     assert all(t.config.kind == "sequence" and 0 <= t.recall <= 1 for t in seq_trials)
+    hybrids = [t for t in result.trials if t.stage == "als+sequence"]
+    assert len(hybrids) == 2 * len(SPACE.sequence_hybrid_weight)
+    assert all(t.config.hybrid_parts == ("als", "sequence") for t in hybrids)

@@ -1,4 +1,13 @@
-"""Recommender: an item index + a query-time UserEncoder + the item Vocabulary, answering in external ids."""
+"""Recommender: an item index + a query-time UserEncoder + the item Vocabulary, answering in external ids.
+
+Concurrency and reloads: a Recommender is an immutable snapshot. Its parts are fixed at construction
+and no query changes them (searches pass efSearch/nprobe/exclusions per call; encoders only read
+their arrays), so one instance answers from many threads at once exactly as it does sequentially.
+A Recommender over an artifact (``recvec.indexes.build.open_index`` -> ``LoadedIndex``) holds every
+array in memory and never reads the artifact's files again. To reload, open the new artifact into a
+new instance and swap the reference you serve from: queries in flight finish on the old snapshot,
+later ones use the new one, and no answer mixes the two (tests/test_concurrency.py).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ def check_k(k: int, available: int) -> int:
 
 class Recommender:
     """Joins an ItemIndex (rows = `items`), a UserEncoder and popularity (the fallback ranking).
+    Immutable after construction and safe to query from many threads (see the module docstring).
 
     `item_vectors` (optional) are the raw vectors of the index rows; when given and not normalised,
     item-to-item similarity is exact cosine over them rather than the index's inner product."""

@@ -64,8 +64,9 @@ class SearchSpace:
     train_floor: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
     query_half_life: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)  # positions; 0 = uniform
     query_scale: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    hybrid_weight: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95)
+    hybrid_weight: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95)  # ALS share of an ALS + text hybrid
     content_half_life: tuple[float, ...] = (0.0, 3.0, 10.0)
+    sequence_hybrid_weight: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)  # ALS share of an ALS + sequence hybrid
 
 
 FIT_COORDS = ("factors", "regularization", "alpha", "iterations", "train_half_life", "train_half_life_days",
@@ -79,7 +80,7 @@ class TuneSettings:
     k: int = 10
     hybrid: bool = True  # also tune a hybrid with text vectors
     encoder: str = "minilm"
-    pooling: str = "cls"
+    pooling: str | None = None  # None: the encoder's default
     sequence: bool = False  # also train the sequence encoder (minutes on CPU)
     sequence_config: SequenceConfig = field(default_factory=SequenceConfig)
     als_seed: int = 0
@@ -136,6 +137,7 @@ class TuneResult:
             "settings": {"budget": self.settings.budget, "seed": self.settings.seed, "k": self.settings.k,
                          "hybrid": self.settings.hybrid, "encoder": self.settings.encoder,
                          "pooling": self.settings.pooling, "sequence": self.settings.sequence,
+                         "sequence_config": self.settings.sequence_config.to_dict(),
                          "space": dataclasses.asdict(self.settings.space)},
             "validation": self.validation,
             "chosen": {"model": self.chosen.config.name, "config": self.chosen.config.to_dict(),
@@ -153,9 +155,11 @@ class TuneResult:
 
 
 def family(config: ModelConfig) -> str:
-    """als (the lab's scoring), als+recency, als-time, hybrid, sequence."""
+    """als (the lab's scoring), als+recency, als-time, hybrid (ALS + text), als+sequence, sequence."""
     if config.kind == "als":
         return "als" if config.lab_path else "als+recency"
+    if config.kind == "hybrid" and config.hybrid_parts != ("als", "text"):
+        return "+".join(config.hybrid_parts)
     return config.kind
 
 
@@ -286,42 +290,47 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
                                   train_weighting=base.train_decay, encoder=s.encoder, pooling=s.pooling,
                                   content_weighting=RecencyWeighting(half_life=chl), hybrid_weight=w)
                 t0 = time.perf_counter()
-                search.evaluate(assemble_hybrid(val, catalog, cfg, als_model, text), cfg, "hybrid", t0)
-    # 4. the sequence encoder: one training run, the epoch count chosen on validation
+                search.evaluate(assemble_hybrid(val, catalog, cfg, als=als_model, text=text), cfg, "hybrid", t0)
+    # 4. the sequence encoder alone and with the best ALS: one training run, epochs chosen on validation
     if s.sequence:
-        _sequence_stage(search, s, progress, threads)
+        als_best = max((t for t in search.trials if t.config.kind in ("als", "als-time")), key=Trial.key)
+        _sequence_stage(search, s, progress, threads, als_best.config)
     chosen = _best(search.trials)
     return chosen, search.trials
 
 
-def _sequence_stage(search: _Search, s: TuneSettings, progress: bool, threads: int | None) -> None:
+def _sequence_stage(search: _Search, s: TuneSettings, progress: bool, threads: int | None,
+                    als_base: ModelConfig) -> None:
+    """Train once on validation; after every epoch evaluate the sequence encoder alone and its
+    hybrids with the best ALS, as candidates with that many epochs (training is seeded and the
+    schedule constant, so a refit with ``epochs=e`` reproduces epoch e)."""
     from recvec.engine.models.sequence import train_sequence_encoder
 
-    val = search.val
-    per_epoch: list[tuple[int, float, float, float]] = []
-    base = ModelConfig(kind="sequence", sequence=s.sequence_config)
+    val, space = search.val, s.space
+    als_model = search.fit(als_base)
     t0 = time.perf_counter()
 
     def on_epoch(model) -> dict:
-        ev = evaluate_model(assemble_sequence(val, base, model), val, k=s.k)
-        r20, _ = ev.at(20)
-        per_epoch.append((len(per_epoch) + 1, ev.recall, ev.ndcg, r20))
-        search.report("epoch", {"epoch": len(per_epoch), "val_recall": ev.recall, "val_ndcg": ev.ndcg})
-        return {"val_recall": ev.recall, "val_ndcg": ev.ndcg}
+        epoch = len(model.log) + 1
+        seq = replace(s.sequence_config, epochs=epoch)
+        cfg = ModelConfig(kind="sequence", sequence=seq)
+        alone = search.evaluate(assemble_sequence(val, cfg, model), cfg, "sequence", t0)
+        for w in space.sequence_hybrid_weight:
+            hcfg = ModelConfig(kind="hybrid", hybrid_parts=("als", "sequence"), als=als_base.als,
+                               weighting=als_base.query_weighting, train_weighting=als_base.train_decay,
+                               sequence=seq, hybrid_weight=w)
+            search.evaluate(assemble_hybrid(val, search.catalog, hcfg, als=als_model, sequence=model), hcfg,
+                            "als+sequence", time.perf_counter())
+        return {"val_recall": alone.recall, "val_ndcg": alone.ndcg}
 
     train_sequence_encoder(val.histories(), len(val.items), s.sequence_config, progress=progress,
                            validation=on_epoch, threads=threads)
-    for epoch, r, n, r20 in per_epoch:
-        cfg = replace(base, sequence=replace(s.sequence_config, epochs=epoch))
-        trial = Trial(cfg, r, n, r20, time.perf_counter() - t0, "sequence")
-        search.trials.append(trial)
-        search.report("trial", {"n": len(search.trials), **trial.to_dict()})
 
 
 def tune(split: Split, catalog: Catalog, settings: TuneSettings = TuneSettings(), *, report: Report = _quiet,
          progress: bool = False, cache_dir=None, threads: int | None = None, evaluate_test: bool = True) -> TuneResult:
     """Select on ``validation_split(split)``, then refit the choice on ``split.train`` and evaluate on
-    ``split.test`` once. ``report(event, info)`` sees "validation", "trial", "incumbent", "epoch",
+    ``split.test`` once. ``report(event, info)`` sees "validation", "trial", "incumbent",
     "selected" (selection is over: nothing before it reads the test split) and "test"."""
     t0 = time.perf_counter()
     val = validation_split(split)

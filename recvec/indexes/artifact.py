@@ -41,8 +41,20 @@ names, missing/truncated/altered files (size and sha256), dimension/metric/count
 and never unpickles anything (``np.load(allow_pickle=False)``, JSON, FAISS's own format).
 
 Saving is atomic: locally everything is written into a temp dir beside the destination and
-swapped in with one rename; on S3 the manifest is uploaded last, so a reader (which reads the
-manifest first and checks every file against it) never loads a half-written artifact.
+swapped in with one rename (``storage.publish_local_dir``); on S3 the manifest is uploaded last, so a
+reader (which reads the manifest first and checks every file against it) never loads a half-written
+artifact. An upload over an existing S3 artifact never overwrites an object the live manifest points
+at: its files get a fresh tag (``index.<12 hex>.faiss``, ``item_ids.<tag>.npy``, ...; the manifest
+records the names), and once the new manifest is up the previous version's files and any other
+artifact file names directly under the prefix that it does not list (debris of killed uploads)
+are deleted. A build killed at any point (tests/test_artifact_faults.py kills one
+at every write, rename, request and half-way through each file and PUT body) leaves the previous
+complete artifact, or nothing that loads when there was none.
+
+A loaded ``Artifact`` holds everything in memory (nothing refers back to the files), so it can be
+replaced on disk or in S3 while loaded. ``load_artifact`` racing a publish at the same place loads
+either version complete: a file that does not match the manifest it read (replaced or deleted under
+it) makes it re-read the manifest and start again if that changed.
 """
 
 from __future__ import annotations
@@ -52,9 +64,11 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import re
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +95,12 @@ RESERVED_KEYS = frozenset({"format_version", "dim", "metric", "n_items", "index_
                            "catalog_file", "arrays", "files", "backend"})
 _ARRAY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+#: Names save_artifact writes: "<stem>.<ext>", or "<stem>.<12 hex tag>.<ext>" over a live S3 artifact.
+_ARTIFACT_FILE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9a-f]{12})?\.(?:faiss|npy|json\.gz)$")
+#: Loads that meet files not matching the manifest they read start again this often if it changed.
+_LOAD_ATTEMPTS = 3
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -228,9 +248,7 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
     catalog_bytes = _catalog_bytes(catalog, ix.ntotal)
     head = _check_caller_manifest(manifest)
     if storage.is_s3(str(dest)):
-        with tempfile.TemporaryDirectory(prefix="recvec-artifact-") as tmp:
-            _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head, backend)
-            storage.upload_dir(tmp, str(dest), endpoint_url=endpoint_url, last=MANIFEST)
+        _save_s3(str(dest), ix, ids, arrs, catalog_bytes, head, backend, endpoint_url)
         return str(dest)
     final = Path(dest)
     if final.exists() and not final.is_dir():
@@ -243,6 +261,58 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(final)
+
+
+def _save_s3(dest: str, ix: Any, ids: np.ndarray, arrs: dict, catalog_bytes: bytes, head: dict,
+             backend: dict | None, endpoint_url: str | None) -> None:
+    """Upload without overwriting anything the live manifest points at, the manifest last; then delete
+    the previous version's files and the tagged files of killed uploads (see the module docstring)."""
+    client = storage.s3_client(endpoint_url)
+    live = _live_s3_files(dest, client)
+    tag = None if live is None else uuid.uuid4().hex[:12]
+    with tempfile.TemporaryDirectory(prefix="recvec-artifact-") as tmp:
+        names = _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head, backend, tag=tag)
+        storage.upload_dir(tmp, dest, endpoint_url=endpoint_url, last=MANIFEST, client=client)
+    _remove_stale_s3(dest, client, keep={*names, MANIFEST}, old=live or set())
+
+
+def _live_s3_files(dest: str, client: Any) -> set[str] | None:
+    """The files the manifest now at dest lists; None when there is no manifest (nothing to protect),
+    an empty set when there is one that cannot be read or parsed (protect it, delete nothing of it)."""
+    where = f"{dest.rstrip('/')}/{MANIFEST}"
+    try:
+        raw = storage.read_bytes(where, client=client)
+    except storage.StorageError as e:
+        if e.code == "NoSuchKey":
+            return None
+        if e.code == "AccessDenied":  # write-only credentials: assume an artifact may be there
+            return set()
+        raise
+    try:
+        return set(_parse_manifest(raw, where)["files"])
+    except RecvecError:
+        return set()
+
+
+def _remove_stale_s3(dest: str, client: Any, *, keep: set[str], old: set[str]) -> None:
+    """After publishing: delete, directly under the prefix, what the previous manifest listed and
+    every other artifact file name (``_ARTIFACT_FILE``: left by killed uploads or older versions) the
+    new manifest does not list; other objects are left alone. The new artifact is live already, so a
+    failure here is logged, not raised."""
+    try:
+        present = storage.list_files(dest, recursive=False, client=client)
+        stale = [n for n in present if n not in keep and (n in old or _ARTIFACT_FILE.match(n))]
+        storage.delete_files(dest, stale, client=client)
+    except RecvecError as e:
+        _log.warning("published %s, but could not remove the previous version's files: %s", dest, e)
+
+
+def _tagged(name: str, tag: str | None) -> str:
+    """'index.faiss' -> 'index.<tag>.faiss' (unchanged without a tag)."""
+    if tag is None:
+        return name
+    stem, _, ext = name.partition(".")
+    return f"{stem}.{tag}.{ext}"
 
 
 def _is_milvus(index: Any) -> bool:
@@ -358,54 +428,70 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 def _write_dir(root: Path, ix: Any, ids: np.ndarray, arrays: dict[str, np.ndarray],
-               catalog_bytes: bytes, head: dict, backend: dict | None = None) -> None:
+               catalog_bytes: bytes, head: dict, backend: dict | None = None, *, tag: str | None = None) -> list[str]:
+    """Write every file, the manifest last; returns the names of the files the manifest lists.
+    ``tag`` names them ``<stem>.<tag>.<ext>`` (uploads over a live S3 artifact)."""
     files: dict[str, dict] = {}
 
-    def put(name: str, data: bytes) -> None:
+    def put(name: str, data: bytes) -> str:
+        name = _tagged(name, tag)
         (root / name).write_bytes(data)
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        return name
 
-    if backend is None:
-        put(INDEX_FILE, ix.to_bytes())
-    put(ITEM_IDS_FILE, _npy_bytes(ids))
+    index_file = put(INDEX_FILE, ix.to_bytes()) if backend is None else None
+    item_ids_file = put(ITEM_IDS_FILE, _npy_bytes(ids))
     array_meta = {}
     for name, a in arrays.items():
         meta = {"dtype": a.dtype.str, "shape": list(a.shape)}
         if name == ITEM_VECTORS and backend is None and _reproduces(ix, a):
             meta.update(file=None, from_index=True)
         else:
-            put(f"{name}.npy", _npy_bytes(a))
-            meta.update(file=f"{name}.npy", from_index=False)
+            meta.update(file=put(f"{name}.npy", _npy_bytes(a)), from_index=False)
         array_meta[name] = meta
-    put(CATALOG_FILE, catalog_bytes)
+    catalog_file = put(CATALOG_FILE, catalog_bytes)
     manifest = {"format_version": FORMAT_VERSION, **head, "dim": ix.dim, "metric": METRIC,
-                "n_items": ix.ntotal, "index_file": INDEX_FILE if backend is None else None,
+                "n_items": ix.ntotal, "index_file": index_file,
                 **({"backend": backend} if backend is not None else {}),
-                "item_ids_file": ITEM_IDS_FILE, "catalog_file": CATALOG_FILE, "arrays": array_meta, "files": files}
+                "item_ids_file": item_ids_file, "catalog_file": catalog_file, "arrays": array_meta, "files": files}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return list(files)
 
 
 # ------------------------------------------------------------------------------------- loading
 
 
-class _Source:
-    """Reads named files of a local directory or an S3 prefix."""
+class _MissingFile(ArtifactError):
+    """An artifact file (or the manifest) is not there."""
 
-    def __init__(self, src: str | Path, endpoint_url: str | None):
+
+class _Source:
+    """Reads named files of a local directory or an S3 prefix.
+
+    Locally the directory is the published one (``storage.published_dir``: the previous version's
+    backup while a publish without rename exchange is between its renames), fixed at construction;
+    a file that is a symbolic link leading out of it is refused."""
+
+    def __init__(self, src: str | Path, endpoint_url: str | None, client: Any = None):
         self.src = str(src)
         self.s3 = storage.is_s3(self.src)
         self.endpoint_url = endpoint_url
-        self._client = None
+        self._client = client
+        self.root = None if self.s3 else storage.published_dir(self.src)
 
     def where(self, name: str) -> str:
-        return f"{self.src.rstrip('/')}/{name}" if self.s3 else str(Path(self.src) / name)
+        return f"{self.src.rstrip('/')}/{name}" if self.s3 else str(self.root / name)
 
     def read(self, name: str) -> bytes:
         if not self.s3:
+            path = self.root / name
+            if path.is_symlink() and path.resolve().parent != self.root.resolve():
+                raise ArtifactError(f"artifact file {self.where(name)} is a symbolic link to {path.resolve()}, "
+                                    "outside the artifact directory: refusing to read it")
             try:
-                return (Path(self.src) / name).read_bytes()
+                return path.read_bytes()
             except FileNotFoundError:
-                raise ArtifactError(f"artifact file {name} is missing: {self.where(name)}") from None
+                raise _MissingFile(f"artifact file {name} is missing: {self.where(name)}") from None
             except OSError as e:
                 raise ArtifactError(f"cannot read artifact file {self.where(name)}: {e.strerror}") from None
         if self._client is None:
@@ -414,7 +500,7 @@ class _Source:
             return storage.read_bytes(self.where(name), client=self._client)
         except storage.StorageError as e:
             if e.code == "NoSuchKey":
-                raise ArtifactError(f"artifact file {name} is missing: {self.where(name)}") from None
+                raise _MissingFile(f"artifact file {name} is missing: {self.where(name)}") from None
             raise
 
 
@@ -430,14 +516,47 @@ def load_artifact(src: str | Path, *, endpoint_url: str | None = None, verify: b
     ``verify=False`` skips the sha256 checksums (sizes, dimensions and the rest are still checked)
     and, for a Milvus artifact, the spot check of the collection's vectors. A Milvus artifact opens
     its collection after every file has been checked (close it with ``Artifact.close()``).
+
+    Everything is read into memory: the returned Artifact is an immutable snapshot that does not
+    change when a new artifact is published at ``src``. A load racing such a publish gives one
+    version complete (a file that does not match the manifest makes it start again when the manifest
+    changed meanwhile), or a clear ArtifactError -- never a mix.
     """
-    source = _Source(src, endpoint_url)
-    if not source.s3 and not Path(source.src).is_dir():
+    client = None
+    for _ in range(_LOAD_ATTEMPTS - 1):
+        source = _Source(src, endpoint_url, client)
+        raw = _read_manifest(source)
+        client = source._client
+        try:
+            return _load_checked(source, raw, verify)
+        except ArtifactError:
+            if not _manifest_changed(source, raw):
+                raise
+    source = _Source(src, endpoint_url, client)
+    return _load_checked(source, _read_manifest(source), verify)
+
+
+def _read_manifest(source: _Source) -> bytes:
+    if not source.s3 and not source.root.is_dir():
         raise ArtifactError(f"no artifact at {source.src}: not a directory")
     try:
-        raw = source.read(MANIFEST)
-    except ArtifactError:
+        return source.read(MANIFEST)
+    except _MissingFile:
         raise ArtifactError(f"no artifact at {source.src}: {MANIFEST} not found") from None
+
+
+def _manifest_changed(source: _Source, raw: bytes) -> bool:
+    """Whether the artifact at the source is now another one than the manifest ``raw`` describes."""
+    again = _Source(source.src, source.endpoint_url, source._client)
+    if again.root != source.root:
+        return True
+    try:
+        return _read_manifest(again) != raw
+    except RecvecError:
+        return True
+
+
+def _load_checked(source: _Source, raw: bytes, verify: bool) -> Artifact:
     manifest = _parse_manifest(raw, source.where(MANIFEST))
     files = manifest["files"]
     blobs: dict[str, bytes] = {}

@@ -120,17 +120,39 @@ def user_encoder_from(ue: dict, vectors: np.ndarray, art: Artifact, *, hybrid_we
         if kind == "hybrid":
             from recvec.engine.models.hybrid import HybridEncoder
 
-            als = user_encoder_from(ue["als"], _array(art, "als_factors"), art)
-            content = user_encoder_from(ue["content"], _array(art, "content_vectors"), art)
-            return HybridEncoder(als, content, float(ue["build_weight"]), hybrid_weight)
+            parts = [_hybrid_part(p, art) for p in ue["parts"]]
+            if len(parts) != 2:
+                raise ArtifactError(f"manifest.json: a hybrid user_encoder needs 2 parts, got {len(parts)}")
+            return HybridEncoder(parts[0], parts[1], float(ue["build_weight"]), hybrid_weight)
         if kind == "sequence":
-            return _sequence_encoder(ue, art)
+            return _sequence_model(ue, art, len(art.item_ids)).encoder()
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"manifest.json: user_encoder {kind!r} is malformed ({type(e).__name__}: {e})") from None
     raise ArtifactError(f"manifest.json: unknown user_encoder kind {kind!r}")
 
 
-def _sequence_encoder(ue: dict, art: Artifact):
+def _hybrid_part(p: dict, art: Artifact):
+    """One hybrid part (name, encoder over the index rows, its item vectors) from the manifest."""
+    from recvec.engine.models.hybrid import Part, RemappedEncoder
+
+    name = p.get("name")
+    if name == "sequence":
+        rows = _array(art, p["rows"]) if p.get("rows") else None
+        n_model = len(art.item_ids) if rows is None else int(rows.max(initial=-1)) + 1
+        model = _sequence_model(p, art, n_model)
+        enc, vecs = model.encoder(), model.item_vectors()
+        if rows is not None:
+            if rows.shape != (len(art.item_ids),):
+                raise ArtifactError(f"sequence_rows has shape {rows.shape}, expected ({len(art.item_ids)},)")
+            full = np.zeros((len(rows), vecs.shape[1]), np.float32)
+            full[rows >= 0] = vecs[rows[rows >= 0]]
+            enc, vecs = RemappedEncoder(enc, rows), full
+        return Part("sequence", enc, vecs)
+    vectors = _array(art, p["array"])
+    return Part(name, user_encoder_from(p, vectors, art), vectors)
+
+
+def _sequence_model(ue: dict, art: Artifact, num_items: int):
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -148,9 +170,9 @@ def _sequence_encoder(ue: dict, art: Artifact):
     except RecvecError as e:
         raise ArtifactError(f"manifest.json user_encoder config: {e}") from None
     model = SequenceModel.from_arrays(config, state)
-    if model.num_items != len(art.item_ids):
-        raise ArtifactError(f"sequence weights cover {model.num_items} items but the index holds {len(art.item_ids)}")
-    return model.encoder()
+    if model.num_items != num_items:
+        raise ArtifactError(f"sequence weights cover {model.num_items} items but the index expects {num_items}")
+    return model
 
 
 def recommender_from_artifact(art: Artifact, *, hybrid_weight: float | None = None) -> Recommender:

@@ -17,11 +17,19 @@ never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exc
   in batched chunks (queries sorted by exclusion size) and filter.
 
 Every query's parameters depend only on that query, so batch and single calls agree.
+
+Thread safety: searches never change the shared FAISS index -- efSearch, nprobe and the exclusion
+selector travel in per-call ``SearchParameters`` -- so one ItemIndex serves many threads at once
+(FAISS releases the GIL while searching); tests/test_concurrency.py checks 8 threads against
+sequential calls. The only lazily built state (the exact fallback's reconstructed vectors, which on
+IVF needs ``make_direct_map``) is built under a lock; the all-ones bitmap and the one-off selector
+check are idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +143,7 @@ class ItemIndex:
         self._bitmap_ones: np.ndarray | None = None
         self._selector_checked = False  # the guard below runs on this index's first filtered search
         self._reconstructed: np.ndarray | None = None
+        self._lock = threading.Lock()  # guards the lazy exact-fallback state (_all_vectors)
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -161,7 +170,8 @@ class ItemIndex:
 
     # -- building / persistence ------------------------------------------------------------------
     def add(self, vectors: np.ndarray) -> np.ndarray:
-        """Append vectors; returns their rows (ntotal .. ntotal + m - 1)."""
+        """Append vectors; returns their rows (ntotal .. ntotal + m - 1). Building step: not while
+        other threads search this index."""
         x = _as_queries(vectors, self.dim)
         start = self.ntotal
         self._index.add(x)
@@ -337,15 +347,16 @@ class ItemIndex:
             rows[short], scores[short] = r, s
 
     def _all_vectors(self) -> np.ndarray:
-        if self._reconstructed is None:
-            try:
-                if self._ivf is not None:
-                    self._ivf.make_direct_map()
-                self._reconstructed = self._index.reconstruct_n(0, self.ntotal)
-            except RuntimeError as e:
-                raise RecvecError("the index returned fewer than k results and cannot reconstruct its vectors "
-                                  f"for an exact fallback: {str(e).strip().splitlines()[-1]}") from None
-        return self._reconstructed
+        with self._lock:  # make_direct_map changes the shared IVF index: once, by one thread
+            if self._reconstructed is None:
+                try:
+                    if self._ivf is not None:
+                        self._ivf.make_direct_map()
+                    self._reconstructed = self._index.reconstruct_n(0, self.ntotal)
+                except RuntimeError as e:
+                    raise RecvecError("the index returned fewer than k results and cannot reconstruct its "
+                                      f"vectors for an exact fallback: {str(e).strip().splitlines()[-1]}") from None
+            return self._reconstructed
 
 
 def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,

@@ -10,8 +10,8 @@ Kinds:
   history (``train_weighting``), users folded in at query time (``weighting``; when left uniform
   it follows ``train_weighting``).
 - ``text``: text-encoder item vectors for the whole catalogue, user = (recency-weighted) mean.
-- ``hybrid``: ALS (as ``als``/``als-time``) and text vectors in one index scoring
-  ``w·als + (1−w)·content`` (:mod:`recvec.engine.models.hybrid`).
+- ``hybrid``: two of ALS (as ``als``/``als-time``), text and sequence in one index scoring
+  ``w·first + (1−w)·second`` (``hybrid_parts``; :mod:`recvec.engine.models.hybrid`).
 - ``sequence``: a SASRec-style/GRU encoder over the history (:mod:`recvec.engine.models.sequence`).
 
 Every kind except the lab's plain ``als`` is evaluated through its query-time user encoder, i.e.
@@ -37,11 +37,11 @@ from recvec.engine.weighting import NONE, RecencyWeighting, time_decay_matrix, w
 from recvec.errors import RecvecError
 
 MODEL_KINDS = ("popular", "als", "als-time", "text", "hybrid", "sequence")
-ALS_KINDS = ("als", "als-time", "hybrid")
-TEXT_KINDS = ("text", "hybrid")
+#: Hybrid part pairs (first part gets the weight w, the second 1 − w).
+HYBRID_PARTS = (("als", "text"), ("als", "sequence"), ("sequence", "text"))
 
-#: Training decay used by ``als-time`` when none is configured (chosen on ML-1M's validation split).
-DEFAULT_TRAIN_WEIGHTING = RecencyWeighting(half_life=50.0, floor=0.1)
+#: Training decay used by ``als-time`` when none is configured (what `recvec tune` chose on ML-1M's validation split).
+DEFAULT_TRAIN_WEIGHTING = RecencyWeighting(half_life_days=7.0, floor=0.1)
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class ModelConfig:
     weighting: RecencyWeighting = NONE  # query-time ALS fold-in confidences (als, als-time, hybrid)
     train_weighting: RecencyWeighting = NONE  # ALS training confidences (als-time, hybrid)
     content_weighting: RecencyWeighting = NONE  # weights of the content mean (text, hybrid)
-    hybrid_weight: float = 0.5  # ALS share w of a hybrid's score w·als + (1−w)·content
+    hybrid_weight: float = 0.5  # first part's share w of a hybrid's score w·first + (1−w)·second
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    hybrid_parts: tuple[str, str] = ("als", "text")  # which two models a hybrid combines
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -71,6 +72,21 @@ class ModelConfig:
         from recvec.engine.models.hybrid import check_weight
 
         check_weight(self.hybrid_weight)
+        parts = tuple(self.hybrid_parts)
+        if parts not in HYBRID_PARTS:
+            raise RecvecError(f"hybrid parts {list(parts)} are not supported; choose one of "
+                              f"{', '.join('+'.join(p) for p in HYBRID_PARTS)}")
+        object.__setattr__(self, "hybrid_parts", parts)
+
+    # -- which parts the config uses ------------------------------------------------------------
+    @property
+    def uses(self) -> frozenset[str]:
+        """Sub-models this config fits: a subset of {"als", "text", "sequence"}."""
+        if self.kind in ("als", "als-time"):
+            return frozenset({"als"})
+        if self.kind == "hybrid":
+            return frozenset(self.hybrid_parts)
+        return frozenset({self.kind}) if self.kind in ("text", "sequence") else frozenset()
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -78,7 +94,7 @@ class ModelConfig:
         """The training confidences actually used (als-time falls back to DEFAULT_TRAIN_WEIGHTING)."""
         if self.kind == "als-time" and self.train_weighting.is_uniform:
             return DEFAULT_TRAIN_WEIGHTING
-        return self.train_weighting if self.kind in ("als-time", "hybrid") else NONE
+        return self.train_weighting if self.kind == "als-time" or (self.kind == "hybrid" and "als" in self.uses) else NONE
 
     @property
     def query_weighting(self) -> RecencyWeighting:
@@ -101,7 +117,8 @@ class ModelConfig:
         if self.kind == "als-time":
             return f"als-time[{self.train_decay.name}]" + _w(self.query_weighting)
         if self.kind == "hybrid":
-            return f"hybrid(w={self.hybrid_weight:g},{self.encoder}:{self.pooling})"
+            names = {"als": "als", "text": f"{self.encoder}:{self.pooling}", "sequence": f"sequence:{self.sequence.arch}"}
+            return f"hybrid({'+'.join(names[p] for p in self.hybrid_parts)},w={self.hybrid_weight:g})"
         if self.kind == "sequence":
             return f"sequence:{self.sequence.arch}"
         return self.kind
@@ -110,16 +127,18 @@ class ModelConfig:
     def to_dict(self) -> dict:
         """JSON-ready: the kind and the parts of the config it uses."""
         d: dict = {"kind": self.kind}
-        if self.kind in ALS_KINDS:
+        uses = self.uses
+        if self.kind == "hybrid":
+            d["hybrid_parts"] = list(self.hybrid_parts)
+            d["hybrid_weight"] = self.hybrid_weight
+        if "als" in uses:
             d["als"] = asdict(self.als)
             d["weighting"] = self.weighting.to_dict()
-        if self.kind in ("als-time", "hybrid"):
-            d["train_weighting"] = self.train_weighting.to_dict()
-        if self.kind in TEXT_KINDS:
+            if self.kind != "als":
+                d["train_weighting"] = self.train_weighting.to_dict()
+        if "text" in uses:
             d.update(encoder=self.encoder, pooling=self.pooling, content_weighting=self.content_weighting.to_dict())
-        if self.kind == "hybrid":
-            d["hybrid_weight"] = self.hybrid_weight
-        if self.kind == "sequence":
+        if "sequence" in uses:
             d["sequence"] = self.sequence.to_dict()
         return d
 
@@ -145,6 +164,8 @@ class ModelConfig:
                 kw["sequence"] = SequenceConfig.from_dict(kw["sequence"])
             if "hybrid_weight" in kw:
                 kw["hybrid_weight"] = float(kw["hybrid_weight"])
+            if "hybrid_parts" in kw:
+                kw["hybrid_parts"] = tuple(kw["hybrid_parts"])
             return cls(**kw)
         except TypeError as e:
             raise RecvecError(f"{where}: {e}") from None
@@ -239,10 +260,14 @@ def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: 
         return assemble_als(split, config, fit_als_part(split, config, progress))
     if config.kind == "sequence":
         return _fit_sequence(split, config, progress, threads)
-    text = text_vectors(catalog, config, cache_dir, progress)
     if config.kind == "text":
-        return assemble_text(split, catalog, config, text)
-    return assemble_hybrid(split, catalog, config, fit_als_part(split, config, progress), text)
+        return assemble_text(split, catalog, config, text_vectors(catalog, config, cache_dir, progress))
+    uses = config.uses
+    return assemble_hybrid(
+        split, catalog, config,
+        als=fit_als_part(split, config, progress) if "als" in uses else None,
+        text=text_vectors(catalog, config, cache_dir, progress) if "text" in uses else None,
+        sequence=train_sequence(split, config, progress, threads) if "sequence" in uses else None)
 
 
 def assemble_als(split: Split, config: ModelConfig, als: ALSModel) -> ItemModel:
@@ -272,22 +297,58 @@ def assemble_text(split: Split, catalog: Catalog, config: ModelConfig, text: np.
     return ItemModel(config, items, text, True, mean, pop, scorer, encoder_params=mean_params(config.content_weighting))
 
 
-def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, als: ALSModel, text: np.ndarray) -> ItemModel:
-    """A hybrid ItemModel over the whole catalogue from fitted ALS factors and text vectors."""
-    from recvec.engine.models.hybrid import HybridEncoder, hybrid_item_vectors
+def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, *, als: ALSModel | None = None,
+                    text: np.ndarray | None = None, sequence=None) -> ItemModel:
+    """A hybrid ItemModel from its fitted parts (``config.hybrid_parts``). With a text part the
+    index covers the whole catalogue (items never rated score through the text part alone);
+    otherwise the train items."""
+    from recvec.engine.models.hybrid import HybridEncoder, Part, RemappedEncoder, hybrid_item_vectors
 
-    items, train_rows, pop = _catalog_items(split, catalog)
-    factors = np.zeros((len(items), als.item_factors.shape[1]), np.float32)
-    factors[train_rows] = als.item_factors
-    fold = ALSFoldIn(factors, config.als.regularization, config.als.alpha, weighting_or_none(config.query_weighting))
-    mean = MeanEncoder(text, weighting_or_none(config.content_weighting))
-    enc = HybridEncoder(fold, mean, config.hybrid_weight)
-    vecs = hybrid_item_vectors(factors, text, config.hybrid_weight)
-    params = {"kind": "hybrid", "build_weight": config.hybrid_weight, "als": fold_in_params(config),
-              "content": mean_params(config.content_weighting)}
-    scorer = query_time_scorer(enc, vecs, _rows_in(items, split), split.history_times())
-    return ItemModel(config, items, vecs, False, enc, pop, scorer,
-                     arrays={"als_factors": factors, "content_vectors": text}, encoder_params=params)
+    if "text" in config.uses:
+        items, train_rows, pop = _catalog_items(split, catalog)
+    else:
+        items, train_rows, pop = split.items, np.arange(len(split.items)), popularity_scores(split.matrix)
+    arrays: dict[str, np.ndarray] = {}
+    parts, part_params = [], []
+    for name in config.hybrid_parts:
+        if name == "als":
+            if als is None:
+                raise RecvecError("a hybrid with an ALS part needs the fitted ALS model")
+            factors = np.zeros((len(items), als.item_factors.shape[1]), np.float32)
+            factors[train_rows] = als.item_factors
+            enc = ALSFoldIn(factors, config.als.regularization, config.als.alpha,
+                            weighting_or_none(config.query_weighting))
+            arrays["als_factors"] = factors
+            parts.append(Part("als", enc, factors))
+            part_params.append({"name": "als", "array": "als_factors", **fold_in_params(config)})
+        elif name == "text":
+            if text is None:
+                raise RecvecError("a hybrid with a text part needs the text vectors")
+            arrays["content_vectors"] = text
+            parts.append(Part("text", MeanEncoder(text, weighting_or_none(config.content_weighting)), text))
+            part_params.append({"name": "text", "array": "content_vectors", **mean_params(config.content_weighting)})
+        else:
+            if sequence is None:
+                raise RecvecError("a hybrid with a sequence part needs the trained sequence model")
+            enc, vecs = sequence.encoder(), sequence.item_vectors()
+            arrays["sequence_weights"] = sequence_weights_array(sequence.state_dict_arrays())
+            p = {"name": "sequence", **sequence_params(config)}
+            if items != split.items:  # the model knows train items only: map the index's rows to its rows
+                rows = np.full(len(items), -1, np.int64)
+                rows[train_rows] = np.arange(len(split.items))
+                full = np.zeros((len(items), vecs.shape[1]), np.float32)
+                full[train_rows] = vecs
+                enc, vecs = RemappedEncoder(enc, rows), full
+                arrays["sequence_rows"] = rows
+                p["rows"] = "sequence_rows"
+            parts.append(Part("sequence", enc, vecs))
+            part_params.append(p)
+    enc = HybridEncoder(parts[0], parts[1], config.hybrid_weight)
+    vecs = hybrid_item_vectors(parts[0].item_vectors, parts[1].item_vectors, config.hybrid_weight)
+    params = {"kind": "hybrid", "build_weight": config.hybrid_weight, "parts": part_params}
+    histories = split.histories() if items == split.items else _rows_in(items, split)
+    scorer = query_time_scorer(enc, vecs, histories, split.history_times())
+    return ItemModel(config, items, vecs, False, enc, pop, scorer, arrays=arrays, encoder_params=params)
 
 
 def sequence_weights_array(state: dict[str, np.ndarray]) -> np.ndarray:
@@ -297,12 +358,19 @@ def sequence_weights_array(state: dict[str, np.ndarray]) -> np.ndarray:
     return np.frombuffer(save({k: np.ascontiguousarray(v) for k, v in state.items()}), dtype=np.uint8).copy()
 
 
-def _fit_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None) -> ItemModel:
+def train_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None):
     from recvec.engine.models.sequence import train_sequence_encoder
 
-    model = train_sequence_encoder(split.histories(), len(split.items), config.sequence, progress=progress,
-                                   threads=threads)
-    return assemble_sequence(split, config, model)
+    return train_sequence_encoder(split.histories(), len(split.items), config.sequence, progress=progress,
+                                  threads=threads)
+
+
+def _fit_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None) -> ItemModel:
+    return assemble_sequence(split, config, train_sequence(split, config, progress, threads))
+
+
+def sequence_params(config: ModelConfig) -> dict:
+    return {"kind": "sequence", "config": config.sequence.to_dict(), "weights": "sequence_weights"}
 
 
 def assemble_sequence(split: Split, config: ModelConfig, model) -> ItemModel:
@@ -313,8 +381,7 @@ def assemble_sequence(split: Split, config: ModelConfig, model) -> ItemModel:
     vecs = model.item_vectors()
     return ItemModel(config, split.items, vecs, False, enc, pop_train, query_time_scorer(enc, vecs, histories, None),
                      arrays={"sequence_weights": sequence_weights_array(model.state_dict_arrays())},
-                     encoder_params={"kind": "sequence", "config": config.sequence.to_dict(),
-                                     "weights": "sequence_weights"})
+                     encoder_params=sequence_params(config))
 
 
 def evaluate_model(model: ItemModel, split: Split, *, k: int = 10) -> Evaluation:

@@ -31,20 +31,24 @@ SAMPLINGS = ("uniform", "popularity")
 
 @dataclass(frozen=True)
 class SequenceConfig:
-    """Hyperparameters of the sequence encoder; the defaults are the configuration chosen on ML-1M's
-    validation split (see `train_sequence_encoder`)."""
+    """Hyperparameters of the sequence encoder.
+
+    The defaults were chosen on ML-1M's validation split (`validation_split`; the test split was
+    read once afterwards): 2-layer SASRec, 64 dims, the last 50 items, 1024 popularity-sampled
+    negatives with logQ correction, AdamW lr 3e-3, 12 epochs (about 3-5 CPU minutes).
+    `negatives=0` trains with the full softmax instead (exact, about 4x slower per step)."""
 
     dim: int = 64
     max_len: int = 50
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
-    epochs: int = 20
+    epochs: int = 12
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
-    negatives: int = 0  # 0: full softmax over all items; n > 0: sampled softmax with n shared negatives per batch
-    sampling: str = "uniform"  # how negatives are drawn: "uniform" or "popularity" (train frequency, logQ-corrected)
+    negatives: int = 1024  # 0: full softmax over all items; n > 0: sampled softmax with n shared negatives per batch
+    sampling: str = "popularity"  # negatives drawn "uniform"ly or by train "popularity" (both logQ-corrected)
     seed: int = 0
     arch: str = "sasrec"
 
@@ -244,8 +248,8 @@ class SequenceModel:
         """Rebuild from `state_dict_arrays()` output (e.g. safetensors.numpy.load_file)."""
         import torch
 
-        if "item_emb.weight" not in arrays:
-            raise ArtifactError("sequence weights lack 'item_emb.weight'")
+        if "item_emb.weight" not in arrays or np.ndim(arrays["item_emb.weight"]) != 2:
+            raise ArtifactError("sequence weights lack a 2-d 'item_emb.weight'")
         num_items = int(arrays["item_emb.weight"].shape[0]) - 1
         module = _build_module(num_items, config)
         expected = module.state_dict()

