@@ -733,3 +733,7 @@ def bench_evaltime_cmd(data, k, repeats, as_json):
     click.echo(f"{r['users']} users, K={k}: recvec {r['recvec_s'] * 1e3:.1f} ms (Recall {r['recvec_recall']:.4f}), "
                f"implicit {r['implicit_recommend_s'] * 1e3:.1f} ms (Recall {r['implicit_recall']:.4f}), "
                f"{r['speedup']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
