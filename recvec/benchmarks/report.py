@@ -249,7 +249,9 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
                 ours = operating_point(hnsw_rows, k, max(0.99, b.get(f"recall@{k}") or 0)) or \
                     operating_point(hnsw_rows, k, b.get(f"recall@{k}") or 0)
             if ours is not None and b.get("single_p50_ms"):
-                r["ours"] = f"{ours['index']} {ours['setting']}" + (" (full path)" if lat == "full" else "")
+                from recvec.benchmarks.latency import _name
+
+                r["ours"] = _name(ours) + (" (full path)" if lat == "full" else "")
                 r["ours_recall"] = ours.get(f"recall@{k}")
                 r["p50_ratio"] = b["single_p50_ms"] / ours[f"{lat}_p50_ms"] if ours.get(f"{lat}_p50_ms") else None
                 r["p99_ratio"] = b["single_p99_ms"] / ours[f"{lat}_p99_ms"] if ours.get(f"{lat}_p99_ms") else None

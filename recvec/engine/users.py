@@ -39,11 +39,13 @@ class ALSFoldIn:
         self.weighting = weighting
         self.gram = self.item_factors.T.astype(np.float64) @ self.item_factors.astype(np.float64)
         self.dim = self.item_factors.shape[1]
+        self._base_inverse = np.linalg.inv(self.gram + self.regularization * np.eye(self.dim))
 
     def encode(self, histories, timestamps=None) -> np.ndarray:
         hist = [np.asarray(h, dtype=np.int64) for h in histories]
         conf = _weights(self.weighting, hist, timestamps)
-        return fold_in(self.item_factors, self.gram, self.regularization, hist, conf, self.alpha)
+        return fold_in(self.item_factors, self.gram, self.regularization, hist, conf, self.alpha,
+                       base_inverse=self._base_inverse)
 
 
 class MeanEncoder:

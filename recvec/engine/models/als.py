@@ -78,22 +78,31 @@ def fold_in(
     histories: list[np.ndarray],
     confidences: list[np.ndarray] | None = None,
     alpha: float = 1.0,
+    *,
+    base_inverse: np.ndarray | None = None,
 ) -> np.ndarray:
     """Least-squares user factors given fixed item factors (implicit's `recalculate_user`).
 
     For user u with items i and confidences c_i = alpha * w_i:
         (YᵀY + λI + Σ (c_i - 1) y_i y_iᵀ) x_u = Σ c_i y_i
-    `gram` is YᵀY (precomputed once). An empty history gives the zero vector.
+    `gram` is YᵀY (precomputed once). Where every c_i = 1 the matrix is the same for all users, so
+    `base_inverse` = (YᵀY + λI)⁻¹ (computed here when not given) answers with one mat-vec.
+    An empty history gives the zero vector.
     """
     f = item_factors.shape[1]
-    n = len(histories)
-    A = np.broadcast_to(gram + regularization * np.eye(f, dtype=np.float64), (n, f, f)).copy()
-    b = np.zeros((n, f), dtype=np.float64)
+    base = gram + regularization * np.eye(f, dtype=np.float64)
+    out = np.zeros((len(histories), f), dtype=np.float32)
     for u, rows in enumerate(histories):
         if len(rows) == 0:
             continue
         Y = item_factors[rows].astype(np.float64)
         c = alpha * (np.ones(len(rows)) if confidences is None else np.asarray(confidences[u], dtype=np.float64))
-        A[u] += (Y.T * (c - 1.0)) @ Y
-        b[u] = c @ Y
-    return np.linalg.solve(A, b[..., None])[..., 0].astype(np.float32)
+        b = c @ Y
+        w = c - 1.0
+        if np.any(w):
+            out[u] = np.linalg.solve(base + (Y.T * w) @ Y, b)
+        else:
+            if base_inverse is None:
+                base_inverse = np.linalg.inv(base)
+            out[u] = base_inverse @ b
+    return out
