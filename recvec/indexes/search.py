@@ -58,14 +58,15 @@ def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
     return max(ef, k + n_excluded)
 
 
-def _as_queries(queries: Any, dim: int) -> np.ndarray:
+def _as_queries(queries: Any, dim: int, against: str = "the index dimension") -> np.ndarray:
+    """(n, dim) contiguous finite float32 queries (a 1-D query is one row), or a RecvecError."""
     q = np.asarray(queries)
     if q.ndim == 1:
         q = q[None, :]
     if q.ndim != 2:
         raise RecvecError(f"queries must be a (n, {dim}) array, got shape {q.shape}")
     if q.shape[1] != dim:
-        raise RecvecError(f"query dimension {q.shape[1]} does not match the index dimension {dim}")
+        raise RecvecError(f"query dimension {q.shape[1]} does not match {against} {dim}")
     if q.size and not np.issubdtype(q.dtype, np.number):
         raise RecvecError(f"queries must be numeric, got {q.dtype}")
     q = np.ascontiguousarray(q, dtype=np.float32)

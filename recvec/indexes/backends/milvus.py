@@ -206,21 +206,9 @@ def _check_vectors(vectors: Any, what: str) -> np.ndarray:
 
 
 def _check_queries(queries: Any, dim: int) -> np.ndarray:
-    q = np.asarray(queries)
-    if q.ndim == 1:
-        q = q[None, :]
-    if q.ndim != 2:
-        raise RecvecError(f"queries must be a (n, {dim}) array, got shape {q.shape}")
-    if q.shape[1] != dim:
-        raise RecvecError(f"query dimension {q.shape[1]} does not match the Milvus collection's dimension {dim}")
-    if q.size and not np.issubdtype(q.dtype, np.number):
-        raise RecvecError(f"queries must be numeric, got {q.dtype}")
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    finite = np.isfinite(q).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise RecvecError(f"queries contain NaN or infinite values (query rows {bad[:10].tolist()})")
-    return q
+    from recvec.indexes.search import _as_queries  # the FAISS index's checks, one definition
+
+    return _as_queries(queries, dim, against="the Milvus collection's dimension")
 
 
 def _check_k(k: Any, ntotal: int, sets: list[np.ndarray | None]) -> int:
