@@ -339,6 +339,8 @@ def accuracy_metrics(out: str | Path, ks=(10, 20)) -> dict:
         b["summary"].append({**base, "index": "exact (dense scores)", "setting": "-", "fit_s": m.meta["fit_s"],
                              **_rank_metrics(m.array("ranks"), ks), "search_s": m.meta["eval_s"]})
         mine = [s for s in searches if canonical({"data": s.params["data"], "model": s.params["model"]}) == mk]
+        if mine and mine[0].meta.get("machine"):  # recorded once FAISS is loaded: has its thread count
+            b["machine"] = mine[0].meta["machine"]
         flat = next((s for s in mine if s.params["index"] == "flat"), None)
         flat_ids = flat.array("ids") if flat is not None else None
         rows = []

@@ -587,11 +587,19 @@ class _Run:
         dest.parent.mkdir(parents=True, exist_ok=True)
         build_artifact(ds, model_fn(), IndexSpec.parse(spec_text), str(dest), seed=self.cfg.seed)
         files = {str(f.relative_to(dest)): f.stat().st_size for f in sorted(dest.rglob("*")) if f.is_file()}
+        from threadpoolctl import threadpool_limits
+
         open_index(str(dest))  # warm the page cache: the timings are of loading, not of the disk
-        load_s = runner.time_batch(lambda: open_index(str(dest)), 7)
+        # A service loads with BLAS at one thread (OPENBLAS_NUM_THREADS=1, as `make` sets): the fold-in's
+        # Gram matrix is a small DGEMM that takes ~130 ms with 2 OpenBLAS threads on this busy 2-core
+        # machine and ~3 ms with one. Both are recorded; the target is read on the one-thread loads.
+        with threadpool_limits(1, "blas"):
+            load_s = runner.time_batch(lambda: open_index(str(dest)), 7)
+        load_default = runner.time_batch(lambda: open_index(str(dest)), 3)
         self.store.save(self.group("artifact"), self.artifact_key(spec_text),
                         {"files": files, "bytes": sum(files.values()), "raw_bytes": int(self.p.vectors.nbytes),
-                         "load_s": load_s, "path": str(dest), "machine": runner.machine_info()})
+                         "load_s": load_s, "load_blas_threads": 1, "load_default_threads_s": load_default,
+                         "path": str(dest), "machine": runner.machine_info()})
 
 
 def run_latency(sources: list[Source], cfg: LatencyConfig, out: str | Path, *, force: bool = False,
@@ -711,7 +719,9 @@ def latency_metrics(out: str | Path) -> dict:
             artifacts.append({"index": spec, "bytes": s.meta["bytes"], "raw_bytes": s.meta["raw_bytes"],
                               "size_ratio": s.meta["bytes"] / s.meta["raw_bytes"],
                               "load_p50_ms": float(np.median(s.meta["load_s"]) * 1e3),
-                              "load_min_ms": float(min(s.meta["load_s"]) * 1e3), "files": s.meta["files"]})
+                              "load_min_ms": float(min(s.meta["load_s"]) * 1e3), "files": s.meta["files"],
+                              "load_default_threads_p50_ms": float(np.median(s.meta["load_default_threads_s"]) * 1e3)
+                              if s.meta.get("load_default_threads_s") else None})
         machine = flat.meta["machine"] if flat is not None else None
         commands = []
         for s in [*b["search"], *b["baseline"].values(), *b["build"].values()]:
@@ -805,8 +815,11 @@ def latency_targets(catalogues: list[dict]) -> list[dict]:
                                             f"{r['full_p99_ms']:.3f} vs {rc['single_p99_ms']:.3f} ms",
                                 "met": bool(r["full_p50_ms"] <= rc["single_p50_ms"] and r["full_p99_ms"] <= rc["single_p99_ms"])})
             for a in c["artifacts"]:
+                dflt = (f"; {a['load_default_threads_p50_ms']:.0f} ms with BLAS at its default threads"
+                        if a.get("load_default_threads_p50_ms") else "")
                 out.append({"catalogue": c["name"], "target": f"artifact ({a['index']}) load <= 100 ms",
-                            "measured": f"{a['load_p50_ms']:.1f} ms (p50 of 7 loads, page cache warm)",
+                            "measured": f"{a['load_p50_ms']:.1f} ms (p50 of 7 loads, page cache warm, BLAS 1 thread"
+                                        f"{dflt})",
                             "met": a["load_p50_ms"] <= 100})
                 if a["index"] == "flat":
                     out.append({"catalogue": c["name"], "target": "flat artifact size <= 1.2x the raw float32 vectors",

@@ -282,8 +282,9 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
             lines += ["### Artifact", "", markdown_table(
                 [{**a, "mib": a["bytes"] / 2 ** 20, "raw_mib": a["raw_bytes"] / 2 ** 20} for a in c["artifacts"]],
                 [("index", "index", ""), ("mib", "artifact MiB", ".2f"), ("raw_mib", "raw vectors MiB", ".2f"),
-                 ("size_ratio", "ratio", ".2f"), ("load_p50_ms", "load p50 ms", ".1f"),
-                 ("load_min_ms", "load min ms", ".1f")]), ""]
+                 ("size_ratio", "ratio", ".2f"), ("load_p50_ms", "load p50 ms (BLAS 1 thread)", ".1f"),
+                 ("load_min_ms", "load min ms", ".1f"),
+                 ("load_default_threads_p50_ms", "load p50 ms (BLAS default threads)", ".1f")]), ""]
         # plots
         series: dict[str, list[tuple[float, float]]] = {}
         for r in c["rows"]:

