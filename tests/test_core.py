@@ -153,3 +153,18 @@ def test_mean_encoder_weighted_and_empty():
     np.testing.assert_allclose(out, [[0.5, 0.5, 0], [0, 0, 0]])
     w = MeanEncoder(vecs, weighting=lambda rows, ts: np.array([1.0, 3.0]))
     np.testing.assert_allclose(w.encode([np.array([0, 1])]), [[0.25, 0.75, 0]])
+
+
+def test_vocabulary_dense_table_and_search_paths_agree():
+    """Small non-negative ids use a dense id -> row table; huge or negative ids a binary search."""
+    query = [3, 100, 7, -1, 10**12, 5, 101]
+    want = [1, 2, -1, -1, -1, 0, -1]
+    small = Vocabulary([5, 3, 100])
+    big = Vocabulary([5 + 10**13, 3 + 10**13, 100 + 10**13])
+    assert small._table is not None and big._table is None
+    assert small.rows(query, missing="mask").tolist() == want
+    shifted = [q + 10**13 if q >= 0 and q < 10**12 else q for q in query]
+    assert big.rows(shifted, missing="mask").tolist() == want
+    assert small.rows([], missing="mask").tolist() == []
+    with pytest.raises(UnknownIdError, match="7"):
+        small.rows([3, 7])

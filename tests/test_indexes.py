@@ -420,3 +420,31 @@ def test_hnsw_filtered_recall_on_ml1m_als(ml1m_dir):
     truth, _ = brute_force_search(model.item_factors, users, 10, histories)
     assert_complete(rows, 10, ix.ntotal, histories)
     assert recall(rows, truth) >= 0.99
+
+
+def test_blocked_exact_batches_match_brute_force_across_blocks_and_input_forms(monkeypatch, data):
+    """The blocked exact path (batches of 20+ queries) over several item blocks and query chunks,
+    with exclusions given sorted-unique (the vectorised check), or unsorted with repeats as int32."""
+    from recvec.indexes import search as search_mod
+
+    monkeypatch.setattr(search_mod, "_BLOCK_ITEMS", 700)  # 5,000 items: 8 blocks, the last partial
+    monkeypatch.setattr(search_mod, "_BLOCK_FLOATS", 700 * 30)  # 30 queries per chunk
+    ix = ItemIndex(build_index(data["items"], IndexSpec.parse("flat")))
+    ref_rows, ref_scores = brute_force_search(data["items"], data["queries"], 20, data["exclude"])
+    canonical = [np.unique(e) for e in data["exclude"]]
+    messy = [np.r_[e[::-1], e[:3]].astype(np.int32) for e in data["exclude"]]
+    for exclude in (data["exclude"], canonical, messy):
+        rows, scores = ix.search(data["queries"], 20, exclude=exclude)
+        np.testing.assert_array_equal(rows, ref_rows)
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
+    rows, _ = ix.search(data["queries"], 20)
+    np.testing.assert_array_equal(rows, brute_force_search(data["items"], data["queries"], 20)[0])
+
+
+def test_sorted_exclusions_out_of_range_are_still_refused(data):
+    ix = ItemIndex(build_index(data["items"], IndexSpec.parse("flat")))
+    exclude = [np.array([1, 2, 3], dtype=np.int64)] * (N_QUERIES - 1) + [np.array([4, N], dtype=np.int64)]
+    with pytest.raises(RecvecError, match=rf"exclude\[{N_QUERIES - 1}\] has item rows outside 0..{N - 1}: \[{N}\]"):
+        ix.search(data["queries"], K, exclude=exclude)
+    with pytest.raises(RecvecError, match=r"outside"):
+        ix.search(data["queries"][:1], K, exclude=[np.array([-1, 3], dtype=np.int64)])

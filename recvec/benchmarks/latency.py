@@ -794,16 +794,20 @@ def latency_targets(catalogues: list[dict]) -> list[dict]:
                         "met": ratio >= 1.0})
         if c["base"]["catalogue"]["kind"] == "movielens":
             imp = bl.get("implicit-faiss", {})
-            op = operating_point(hnsw, k, 0.99)
             if imp.get("single_p50_ms") is not None:
+                # the issue names no index kind here: the fastest recvec index at recall >= 0.99 is judged
+                # (on ML-1M's 3.5k items that can be the exact flat index); HNSW is shown beside it
+                best, op = operating_point(faiss_rows, k, 0.99), operating_point(hnsw, k, 0.99)
+                imp_text = (f"implicit FAISS: recall {imp.get(f'recall@{k}', float('nan')):.3f}, "
+                            f"p50 {imp['single_p50_ms']:.3f} ms")
+                shown = [best] + ([op] if op is not None and op is not best else [])
+                parts = [f"{_name(r)}: recall {r[f'recall@{k}']:.4f}, p50 {r['single_p50_ms']:.3f} ms"
+                         for r in shown if r is not None]
                 out.append({"catalogue": c["name"],
-                            "target": f"HNSW filtered recall@{k} >= 0.99 where implicit's FAISS wrapper keeps ~0.6, "
-                                      "at equal or lower latency",
-                            "measured": (f"HNSW {op['setting']}: recall {op[f'recall@{k}']:.4f}, p50 "
-                                         f"{op['single_p50_ms']:.3f} ms; implicit FAISS: recall "
-                                         f"{imp.get(f'recall@{k}', float('nan')):.3f}, p50 {imp['single_p50_ms']:.3f} ms")
-                            if op else "no HNSW setting reached 0.99",
-                            "met": bool(op and op["single_p50_ms"] <= imp["single_p50_ms"])})
+                            "target": f"filtered recall@{k} >= 0.99 where implicit's FAISS wrapper keeps ~0.6, "
+                                      "at equal or lower latency (fastest recvec index reaching 0.99)",
+                            "measured": "; ".join(parts + [imp_text]) if best else "no index reached 0.99",
+                            "met": bool(best and best["single_p50_ms"] <= imp["single_p50_ms"])})
             rc = bl.get("implicit-recalc", {})
             if rc.get("single_p50_ms") is not None and flat:
                 for r in [flat] + ([operating_point(hnsw, k, 0.99)] if operating_point(hnsw, k, 0.99) else []):
