@@ -56,9 +56,11 @@ class Recommender:
         self.normalized = normalized
         self._pop_order = np.argsort(-self.popularity, kind="stable")
 
-    def _history_rows(self, ids, unknown: str, times=None) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None]:
+    def _history_rows(self, ids, unknown: str, times=None
+                      ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None, np.ndarray]:
         """Known rows in history order (each item once, at its most recent position: recency-aware
-        encoders read the order), the skipped unknown ids, and the timestamps aligned with the rows."""
+        encoders read the order), the skipped unknown ids, the timestamps aligned with the rows, and
+        the same rows sorted (the exclusion set, in the form the index checks fastest)."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if unknown not in ("error", "skip"):
             raise ValueError("unknown must be 'error' or 'skip'")
@@ -74,13 +76,13 @@ class Recommender:
                 self.items.rows(ids)  # raises UnknownIdError naming them
             keep = np.flatnonzero(rows >= 0)
             rows, times = rows[keep], (None if times is None else times[keep])
-        if rows.size > 1:
-            s = np.sort(rows)
-            if (s[1:] == s[:-1]).any():  # repeats: keep each item at its most recent position
-                _, last_from_end = np.unique(rows[::-1], return_index=True)
-                keep = np.sort(len(rows) - 1 - last_from_end)
-                rows, times = rows[keep], (None if times is None else times[keep])
-        return rows, skipped, times
+        ordered = np.sort(rows)
+        if rows.size > 1 and (ordered[1:] == ordered[:-1]).any():  # repeats: keep each at its most recent position
+            _, last_from_end = np.unique(rows[::-1], return_index=True)
+            keep = np.sort(len(rows) - 1 - last_from_end)
+            rows, times = rows[keep], (None if times is None else times[keep])
+            ordered = np.sort(rows)
+        return rows, skipped, times, ordered
 
     def _popular(self, exclude: np.ndarray, k: int, why: str, skipped) -> Recommendations:
         order = self._pop_order[~np.isin(self._pop_order, exclude)][:k]
@@ -95,11 +97,11 @@ class Recommender:
             raise RecvecError(f"{len(timestamps)} timestamp lists for {len(histories)} histories")
         parsed = [self._history_rows(h, unknown, None if timestamps is None else timestamps[i])
                   for i, h in enumerate(histories)]
-        longest = max((len(r) for r, _, _ in parsed), default=0)
+        longest = max((len(p[0]) for p in parsed), default=0)
         check_k(k, len(self.items) - longest)
         out: list[Recommendations | None] = [None] * len(parsed)
-        personal = [i for i, (rows, _, _) in enumerate(parsed) if len(rows)]
-        for i, (rows, skipped, _) in enumerate(parsed):
+        personal = [i for i, p in enumerate(parsed) if len(p[0])]
+        for i, (rows, skipped, _, _) in enumerate(parsed):
             if not len(rows):
                 why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
                 out[i] = self._popular(rows, k, why, skipped)
@@ -107,7 +109,7 @@ class Recommender:
             hist = [parsed[i][0] for i in personal]
             ts = None if timestamps is None else [parsed[i][2] for i in personal]
             queries = self.user_encoder.encode(hist, ts)
-            rows, scores = self.index.search(queries, k, exclude=hist, **query_params)
+            rows, scores = self.index.search(queries, k, exclude=[parsed[i][3] for i in personal], **query_params)
             for j, i in enumerate(personal):
                 out[i] = Recommendations(self.items.id_of(rows[j]), scores[j], skipped=parsed[i][1])
         return out  # type: ignore[return-value]
@@ -119,13 +121,13 @@ class Recommender:
         ``timestamps`` is given as for the batch call: a list holding this history's timestamps."""
         if timestamps is not None and len(timestamps) != 1:
             raise RecvecError(f"{len(timestamps)} timestamp lists for 1 history")
-        rows, skipped, ts = self._history_rows(history, unknown, None if timestamps is None else timestamps[0])
+        rows, skipped, ts, ordered = self._history_rows(history, unknown, None if timestamps is None else timestamps[0])
         check_k(k, len(self.items) - len(rows))
         if not len(rows):
             why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
             return self._popular(rows, k, why, skipped)
         query = self.user_encoder.encode([rows], None if ts is None else [ts])
-        found, scores = self.index.search(query, k, exclude=[rows], **query_params)
+        found, scores = self.index.search(query, k, exclude=[ordered], **query_params)
         return Recommendations(self.items.id_of(found[0]), scores[0], skipped=skipped)
 
     def similar(self, item_id: int, k: int = 10, **query_params) -> Recommendations:
