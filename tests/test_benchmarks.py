@@ -245,3 +245,21 @@ def test_machine_info_records_threads_and_load():
         assert len(m["load_average"]) == 3
     mm = runner.matmul_gflops(n=128, repeats=1)
     assert mm["gflops"] > 0
+
+
+def test_latency_report_uses_the_latest_measurement_of_each_unit(tmp_path, synthetic_dir):
+    """A rerun with other timing settings stores its units beside the old ones; the report must
+    use the newest of each (never a mix of old baselines with new searches)."""
+    small = ["bench", "latency", "--quick", "--synthetic", 2000, "--dims", 16, "--queries", 40,
+             "--indexes", "flat", "--out", tmp_path, "--quiet", "--json"]
+    run(*small, "--single", 8)
+    second = json.loads(run(*small, "--single", 10).output)
+    assert second["ran"]["synthetic-2000x16"] > 0
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "raw").rglob("meta.json")]
+    nsingle = sorted({m["nsingle"] for m in metas if m.get("nsingle") is not None})
+    assert nsingle == [8, 10]  # both runs' units are stored
+    from recvec.benchmarks.latency import latency_metrics
+
+    cat = latency_metrics(tmp_path)["catalogues"][0]
+    assert len(cat["rows"]) == len({(r["backend"], r["index"], r["setting"]) for r in cat["rows"]})
+    assert {r["nsingle"] for r in cat["rows"]} == {10}

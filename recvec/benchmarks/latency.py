@@ -34,7 +34,7 @@ import numpy as np
 
 from recvec.benchmarks import runner
 from recvec.benchmarks.catalogs import CatalogSpec, make_catalogue, structure_summary
-from recvec.benchmarks.results import ResultStore, Stored, canonical, slug
+from recvec.benchmarks.results import META, ResultStore, Stored, canonical, slug
 from recvec.errors import RecvecError
 
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
@@ -624,6 +624,13 @@ def _qps(s: Stored) -> float | None:
     return float(s.meta["nq"] / min(b)) if b else None
 
 
+def _keep_latest(units: dict, key, s: Stored) -> None:
+    """units[key] = s unless the stored unit there was measured later."""
+    old = units.get(key)
+    if old is None or (s.path / META).stat().st_mtime >= (old.path / META).stat().st_mtime:
+        units[key] = s
+
+
 def latency_metrics(out: str | Path) -> dict:
     """Tables' numbers, computed from the stored raw results under ``out`` only."""
     from recvec.engine.metrics import overlap_at_k
@@ -635,19 +642,22 @@ def latency_metrics(out: str | Path) -> dict:
             continue
         base = s.params.get("base")
         key = canonical(base)
-        b = blocks.setdefault(key, {"base": base, "name": s.group.split("/")[1], "build": {}, "search": [],
+        b = blocks.setdefault(key, {"base": base, "name": s.group.split("/")[1], "build": {}, "search": {},
                                     "baseline": {}, "artifact": {}})
         kind = s.group.rsplit("/", 1)[1]
+        # a unit measured again with other timing settings (--single, --repeats) is stored beside the
+        # old one: the most recently measured of each unit is the one reported
         if kind == "build":
-            b["build"][(s.params["backend"], s.params["index"])] = s
+            _keep_latest(b["build"], (s.params["backend"], s.params["index"]), s)
         elif kind == "search":
-            b["search"].append(s)
+            _keep_latest(b["search"], (s.params["backend"], s.params["index"], canonical(s.params["query"])), s)
         elif kind == "baseline":
-            b["baseline"][s.params["baseline"]] = s
+            _keep_latest(b["baseline"], s.params["baseline"], s)
         elif kind == "artifact":
-            b["artifact"][s.params["index"]] = s
+            _keep_latest(b["artifact"], s.params["index"], s)
     catalogues = []
     for b in blocks.values():
+        b["search"] = list(b["search"].values())
         base, k = b["base"], b["base"]["k"]
         flat = next((s for s in b["search"] if s.params["backend"] == "faiss" and s.params["index"] == "flat"), None)
         gt = flat.array("ids") if flat is not None else None
