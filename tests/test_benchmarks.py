@@ -95,6 +95,10 @@ def test_latency_numbers_are_sane(latency_run):
     assert any("artifact" in t["target"] for t in targets)
     flat_size = next(t for t in targets if t["target"].startswith("flat artifact size"))
     assert "MiB" in flat_size["measured"]
+    # recvec's full path and implicit's recalculate_user timed alternately, user by user
+    paired = bl[(ml, "implicit-recalc")]["paired"]
+    assert paired["n"] == 12 and paired["recvec"]["p50_ms"] > 0 and paired["implicit"]["p50_ms"] > 0
+    assert any(t["target"].startswith("single-user query, flat, timed alternately") for t in targets)
 
 
 def test_latency_full_path_agrees_with_bare_search(latency_run):
