@@ -84,7 +84,9 @@ class Recommender:
             ordered = np.sort(rows)
         return rows, skipped, times, ordered
 
-    def _popular(self, exclude: np.ndarray, k: int, why: str, skipped) -> Recommendations:
+    def _popular(self, exclude: np.ndarray, k: int, skipped) -> Recommendations:
+        """The fallback for a history with no known item: popularity, saying why."""
+        why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
         order = self._pop_order[~np.isin(self._pop_order, exclude)][:k]
         return Recommendations(self.items.id_of(order), self.popularity[order], fallback=why, skipped=skipped)
 
@@ -103,8 +105,7 @@ class Recommender:
         personal = [i for i, p in enumerate(parsed) if len(p[0])]
         for i, (rows, skipped, _, _) in enumerate(parsed):
             if not len(rows):
-                why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
-                out[i] = self._popular(rows, k, why, skipped)
+                out[i] = self._popular(rows, k, skipped)
         if personal:
             hist = [parsed[i][0] for i in personal]
             ts = None if timestamps is None else [parsed[i][2] for i in personal]
@@ -124,8 +125,7 @@ class Recommender:
         rows, skipped, ts, ordered = self._history_rows(history, unknown, None if timestamps is None else timestamps[0])
         check_k(k, len(self.items) - len(rows))
         if not len(rows):
-            why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
-            return self._popular(rows, k, why, skipped)
+            return self._popular(rows, k, skipped)
         query = self.user_encoder.encode([rows], None if ts is None else [ts])
         found, scores = self.index.search(query, k, exclude=[ordered], **query_params)
         return Recommendations(self.items.id_of(found[0]), scores[0], skipped=skipped)
