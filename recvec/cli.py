@@ -565,7 +565,8 @@ def bench_common(f):
                      help="IVF nprobe values to sweep, e.g. 1,4,16 (default: powers of two up to nlist).")(f)
     f = click.option("--ef-search", "ef_list", default=None, help="HNSW efSearch values to sweep, e.g. 16,64,256.")(f)
     f = click.option("--indexes", default="flat,hnsw,ivf,ivfsq,ivfpq", show_default=True,
-                     help="Index kinds (flat is always run: it is the exact reference).")(f)
+                     help="Index kinds (flat is always run: it is the exact reference). bench latency also takes "
+                          "hnsw-noreorder: the same HNSW graph in FAISS's insertion order.")(f)
     return f
 
 
@@ -660,7 +661,7 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
 
     from click.core import ParameterSource
 
-    from recvec.benchmarks.latency import QUICK, LatencyConfig, bench_latency, sources_for
+    from recvec.benchmarks.latency import INDEX_CHOICES, QUICK, LatencyConfig, bench_latency, sources_for
     from recvec.benchmarks.runner import parse_ints, parse_names
 
     ctx = click.get_current_context()
@@ -674,7 +675,7 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
             dim_list = (64,)
     if not report_only and not data and not synthetic:
         raise click.UsageError("give --data PATH and/or --synthetic N (or --quick)")
-    cfg = LatencyConfig(k=k, indexes=parse_names(indexes, "--indexes", ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")),
+    cfg = LatencyConfig(k=k, indexes=parse_names(indexes, "--indexes", INDEX_CHOICES),
                         queries=queries, single=single, repeats=repeats,
                         backends=parse_names(backends, "--backends", ("faiss", "milvus")), baselines=baselines,
                         artifact=artifact, milvus_queries=milvus_queries, seed=seed)

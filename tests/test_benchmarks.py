@@ -66,6 +66,19 @@ def test_latency_quick_writes_results_tables_and_plots(latency_run):
     assert {"cpu", "cores", "threads", "versions", "load_average"} <= set(meta["machine"])
 
 
+def test_latency_compares_hnsw_with_its_insertion_order_graph(tmp_path):
+    """--indexes hnsw-noreorder: the HNSW graph as FAISS stores it, beside the breadth-first one."""
+    res = run("bench", "latency", "--synthetic", 2000, "--dims", 16, "--queries", 60, "--single", 12,
+              "--indexes", "flat,hnsw,hnsw-noreorder", "--ef-search", "128", "--no-baselines",
+              "--out", tmp_path, "--quiet", "--json")
+    rows = json.loads(res.output)["summary"]
+    by = {r["index"]: r for r in rows}
+    assert set(by) == {"flat", "hnsw", "hnsw-noreorder"}
+    assert by["hnsw"]["recall@10"] >= 0.95 and by["hnsw-noreorder"]["recall@10"] >= 0.95
+    md = (tmp_path / "latency.md").read_text()
+    assert "hnsw-noreorder" in md
+
+
 def test_latency_numbers_are_sane(latency_run):
     _, result, _ = latency_run
     rows = result["summary"]

@@ -20,7 +20,9 @@ from recvec.indexes.spec import (
     check_metric,
     default_nprobe,
     describe_index,
+    _find_hnsw,
     link_unreachable,
+    reorder_for_locality,
     unreachable_nodes,
 )
 
@@ -32,6 +34,7 @@ N, D, K, N_EXCL, N_QUERIES = 5000, 32, 10, 300, 100
 KINDS = {
     "flat": 1.0,
     "hnsw": 0.95,
+    "hnsw-noreorder": 0.95,  # the same graph in FAISS's insertion order (hnsw is stored breadth-first)
     "ivf": 0.90,
     "ivfsq": 0.88,
     "ivfpq": 0.30,
@@ -254,7 +257,7 @@ def test_hnsw_graph_has_no_unreachable_nodes_after_build(data):
     assert before > 0  # the problem exists on this data (about 4.5% of the items)
     assert link_unreachable(raw, data["items"]) == 0 and unreachable_nodes(raw.hnsw).size == 0
     built = build_index(data["items"], IndexSpec.parse("hnsw"))
-    assert unreachable_nodes(faiss.downcast_index(built).hnsw).size == 0
+    assert unreachable_nodes(_find_hnsw(built)).size == 0
     # every item can now be found: searching with ef = ntotal returns exact top-10 for all queries
     rows, _ = ItemIndex(built).search(data["queries"], K, exclude=data["exclude"], ef_search=N)
     assert recall(rows, data["exact_filtered"]) == 1.0
@@ -285,6 +288,53 @@ def test_rows_no_search_can_reach_are_filled_exactly():
     assert (np.diff(scores[0]) <= 1e-5).all()
 
 
+def test_reordered_hnsw_is_the_same_graph_in_breadth_first_order(data, tmp_path):
+    """reorder_for_locality moves nodes, not links: every answer (rows and scores, batch and single,
+    any ef) is the insertion-order graph's; rows stay rows; the entry point is stored first."""
+    import faiss
+
+    plain = build_index(data["items"], IndexSpec.parse("hnsw16-noreorder"))
+    entry = int(plain.hnsw.entry_point)
+    reordered = reorder_for_locality(faiss.clone_index(plain))
+    order = faiss.vector_to_array(faiss.downcast_index(reordered).id_map)
+    assert sorted(order.tolist()) == list(range(N)) and order[0] == entry and (order != np.arange(N)).any()
+    assert describe_index(reordered)["reordered"] is True and describe_index(reordered)["faiss_class"] == "IndexHNSWFlat"
+    a, b = ItemIndex(plain), ItemIndex(reordered)
+    np.testing.assert_array_equal(b.vectors(), data["items"])
+    q, ex = data["queries"], data["exclude"]
+    for ef in (16, 64):
+        ra, sa = a.search(q, K, exclude=ex, ef_search=ef)
+        rb, sb = b.search(q, K, exclude=ex, ef_search=ef)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(sa, sb)
+        for i in range(0, N_QUERIES, 17):
+            np.testing.assert_array_equal(b.search(q[i], K, exclude=[ex[i]], ef_search=ef)[0][0], rb[i])
+    b.save(tmp_path / "h.faiss")
+    loaded = ItemIndex.load(tmp_path / "h.faiss")
+    np.testing.assert_array_equal(loaded.search(q, K, exclude=ex)[0], b.search(q, K, exclude=ex)[0])
+    # the default hnsw spec builds this kind of index
+    assert describe_index(build_index(data["items"][:500], IndexSpec.parse("hnsw"))).get("reordered") is True
+
+
+def test_reordered_hnsw_takes_more_rows():
+    items = clustered(600, seed=8)
+    ix = ItemIndex(build_index(items[:500], IndexSpec.parse("hnsw16")))
+    np.testing.assert_array_equal(ix.add(items[500:]), np.arange(500, 600))
+    np.testing.assert_array_equal(ix.vectors(), items)
+    assert unreachable_nodes(_find_hnsw(ix.faiss_index)).size == 0
+    rows, _ = ix.search(items[[10, 550]], 5, ef_search=600)
+    np.testing.assert_array_equal(rows, brute_force_search(items, items[[10, 550]], 5)[0])
+
+
+def test_an_id_map_whose_ids_are_not_rows_is_refused():
+    import faiss
+
+    idmap = faiss.IndexIDMap(faiss.IndexFlatIP(4))
+    idmap.add_with_ids(np.eye(4, dtype=np.float32), np.array([0, 1, 2, 7]))
+    with pytest.raises(RecvecError, match="IndexIDMap ids must be the rows 0..3"):
+        ItemIndex(idmap)
+
+
 def test_hnsw_ef_rule_widens_with_exclusion():
     assert hnsw_ef(64, 10, 0) == 64
     assert hnsw_ef(64, 10, 300) == 310
@@ -299,6 +349,8 @@ def test_hnsw_ef_rule_widens_with_exclusion():
     ("FLAT", IndexSpec("flat")),
     ("hnsw", IndexSpec("hnsw")),
     ("hnsw16", IndexSpec("hnsw", M=16)),
+    ("hnsw-noreorder", IndexSpec("hnsw", reorder=False)),
+    ("hnsw16-noreorder", IndexSpec("hnsw", M=16, reorder=False)),
     ("ivf", IndexSpec("ivf")),
     ("ivf256", IndexSpec("ivf", nlist=256)),
     ("ivfsq", IndexSpec("ivfsq")),
@@ -315,7 +367,8 @@ def test_spec_parse(text, expected):
     assert IndexSpec.from_dict(spec.to_dict()) == spec
 
 
-@pytest.mark.parametrize("text", ["", "  ", "bogus", "hnws", "flat3", "hnsw0", "ivf 64", "IVF64;rm -rf"])
+@pytest.mark.parametrize("text", ["", "  ", "bogus", "hnws", "flat3", "hnsw0", "ivf 64", "IVF64;rm -rf",
+                                  "ivf-noreorder", "flat-noreorder", "hnsw-reorder"])
 def test_spec_parse_refuses_unknown(text):
     with pytest.raises(RecvecError, match="index spec|unknown|must be"):
         IndexSpec.parse(text)

@@ -38,6 +38,9 @@ from recvec.benchmarks.results import META, ResultStore, Stored, canonical, slug
 from recvec.errors import RecvecError
 
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+#: Also accepted by --indexes: the HNSW graph in FAISS's insertion order, to measure what the
+#: breadth-first node order of ``hnsw`` (spec.reorder_for_locality) buys on the same catalogue.
+INDEX_CHOICES = ("flat", "hnsw", "hnsw-noreorder", "ivf", "ivfsq", "ivfpq")
 BACKENDS = ("faiss", "milvus")
 BASELINES = ("matmul", "raw-flat", "blas-exact", "implicit-exact", "implicit-recalc", "implicit-faiss")
 #: implicit's FaissAlternatingLeastSquares defaults.
@@ -785,13 +788,13 @@ def latency_metrics(out: str | Path) -> dict:
 def _kind(spec: str) -> str:
     import re
 
-    m = re.match(r"^(flat|hnsw|ivfsq|ivfpq|ivf)", spec)
-    return m.group(1) if m else spec
+    m = re.match(r"^(flat|hnsw\d*-noreorder|hnsw|ivfsq|ivfpq|ivf)", spec)
+    return re.sub(r"\d+", "", m.group(1)) if m else spec
 
 
 def _kind_order(spec: str) -> int:
     k = _kind(spec)
-    return INDEX_KINDS.index(k) if k in INDEX_KINDS else len(INDEX_KINDS)
+    return INDEX_CHOICES.index(k) if k in INDEX_CHOICES else len(INDEX_CHOICES)
 
 
 def _name(row: dict) -> str:

@@ -416,7 +416,7 @@ def _reproduces(ix: ItemIndex, vectors: np.ndarray) -> bool:
     if not (ix.is_exact or ix.describe()["faiss_class"] == "IndexHNSWFlat"):
         return False
     try:
-        return bool(np.array_equal(ix.faiss_index.reconstruct_n(0, ix.ntotal), vectors))
+        return bool(np.array_equal(ix.vectors(), vectors))
     except RuntimeError:
         return False
 
@@ -591,7 +591,7 @@ def _load_checked(source: _Source, raw: bytes, verify: bool) -> Artifact:
     arrays: dict[str, np.ndarray] = {}
     for name, meta in manifest["arrays"].items():
         if meta.get("from_index"):
-            a = ix.faiss_index.reconstruct_n(0, ix.ntotal)
+            a = ix.vectors()
         else:
             a = _load_npy(blobs[meta["file"]], meta["file"])
         if a.dtype.str != meta["dtype"] or list(a.shape) != list(meta["shape"]):

@@ -168,9 +168,16 @@ class ItemIndex:
         self._index = index
         self.dim = int(index.d)
         core = faiss.downcast_index(index)
+        # A reordered HNSW graph (spec.reorder_for_locality) is an IndexIDMap whose ids are the rows:
+        # FAISS translates the selector and the results; only its direct vector access needs the map.
+        self._id_map: np.ndarray | None = None
+        if isinstance(core, faiss.IndexIDMap):
+            self._id_map = _row_permutation(core)
+            core = faiss.downcast_index(core.index)
+        self._inner_index = core
         self._pretransform = isinstance(core, faiss.IndexPreTransform)
         inner = faiss.downcast_index(core.index) if self._pretransform else core
-        self._exact = isinstance(core, faiss.IndexFlat)
+        self._exact = isinstance(core, faiss.IndexFlat) and self._id_map is None
         self._hnsw = inner.hnsw if isinstance(inner, faiss.IndexHNSW) else None
         self._ivf = inner if isinstance(inner, faiss.IndexIVF) else None
         # Flat, scalar-quantiser, HNSW and IVF indexes (possibly behind a pre-transform) honour an
@@ -212,12 +219,17 @@ class ItemIndex:
         other threads search this index."""
         x = _as_queries(vectors, self.dim)
         start = self.ntotal
-        self._index.add(x)
+        rows = np.arange(start, start + x.shape[0], dtype=np.int64)
+        if self._id_map is not None:  # appended after the reordered block: position == row for these
+            self._index.add_with_ids(x, rows)
+            self._id_map = np.concatenate([self._id_map, rows])
+        else:
+            self._index.add(x)
         if self._hnsw is not None:
-            link_unreachable(self._index)
+            link_unreachable(self._inner_index)  # works on graph positions, not rows
         self._bitmap_ones = None
         self._reconstructed = None
-        return np.arange(start, self.ntotal, dtype=np.int64)
+        return rows
 
     def save(self, path: str | Path) -> None:
         import faiss
@@ -478,17 +490,39 @@ class ItemIndex:
             r, s = brute_force_search(vectors, q[short], k, None if ex is None or not ex.size else [ex] * short.size)
             rows[short], scores[short] = r, s
 
+    def vectors(self) -> np.ndarray:
+        """The stored vectors in row order, (ntotal, dim) float32 (quantised kinds: as decoded).
+        Raises RuntimeError where the index cannot reconstruct (IVF without a direct map, ...)."""
+        x = self._inner_index.reconstruct_n(0, self.ntotal)
+        if self._id_map is None:
+            return x
+        out = np.empty_like(x)
+        out[self._id_map] = x
+        return out
+
     def _all_vectors(self) -> np.ndarray:
         with self._lock:  # make_direct_map changes the shared IVF index: once, by one thread
             if self._reconstructed is None:
                 try:
                     if self._ivf is not None:
                         self._ivf.make_direct_map()
-                    self._reconstructed = self._index.reconstruct_n(0, self.ntotal)
+                    self._reconstructed = self.vectors()
                 except RuntimeError as e:
                     raise RecvecError("the index returned fewer than k results and cannot reconstruct its "
                                       f"vectors for an exact fallback: {str(e).strip().splitlines()[-1]}") from None
             return self._reconstructed
+
+
+def _row_permutation(idmap: Any) -> np.ndarray:
+    """An IndexIDMap's ids, checked to be the rows 0..ntotal-1 in some order (results are rows)."""
+    import faiss
+
+    ids = faiss.vector_to_array(idmap.id_map).astype(np.int64, copy=False)
+    n = int(idmap.ntotal)
+    if ids.shape != (n,) or (n and (ids.min() < 0 or ids.max() >= n or np.bincount(ids, minlength=n).max() > 1)):
+        raise RecvecError(f"IndexIDMap ids must be the rows 0..{n - 1} in some order (recvec results are item rows); "
+                          "this index maps its vectors to other ids")
+    return ids
 
 
 def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,

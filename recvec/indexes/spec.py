@@ -4,14 +4,17 @@ Every index is inner product (``faiss.METRIC_INNER_PRODUCT``): normalised vector
 raw factors for ALS. A spec string is one of the shorthands
 
     flat              exact IndexFlatIP
-    hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32)
+    hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32), its nodes
+                      stored in breadth-first order of the graph (``reorder_for_locality``);
+                      ``hnsw-noreorder`` / ``hnswM-noreorder`` keeps FAISS's insertion order
     ivf  | ivfN       IVF-Flat with N lists (default ~4*sqrt(n), clipped to what n allows)
     ivfsq | ivfsqN    IVF with 8-bit scalar quantisation
     ivfpq | ivfpqN    IVF with product quantisation (pq_m sub-quantisers, default ~d/4)
 
 or any FAISS ``index_factory`` string ("IVF64,Flat", "HNSW16,Flat", "IVF64,SQ8", "PQ16", ...),
 built with the inner-product metric; a factory string whose index is not inner product is refused.
-Vectors are added in order, so FAISS ids are the row numbers 0..n-1.
+Vectors are added in order, so FAISS ids are the row numbers 0..n-1 (a reordered HNSW graph is an
+``IndexIDMap`` whose ids are those rows).
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ DEFAULT_EF_SEARCH = 64
 #: Points k-means wants per centroid before FAISS warns; auto nlist stays under n / this.
 _POINTS_PER_CENTROID = 39
 
-_SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)$")
+_SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)(-noreorder)?$")
 _FACTORY_CHARS = re.compile(r"^[A-Za-z0-9_,.+\-]+$")
 
-SPEC_HELP = ("flat, hnsw[M], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
+SPEC_HELP = ("flat, hnsw[M][-noreorder], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
              "such as 'IVF64,Flat', 'HNSW16,Flat' or 'PQ16'")
 
 
@@ -59,6 +62,7 @@ class IndexSpec:
     sq: str = "SQ8"
     pq_m: int | None = None
     factory: str | None = None
+    reorder: bool = True  # hnsw: store nodes in breadth-first graph order (see reorder_for_locality)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -73,6 +77,8 @@ class IndexSpec:
             raise RecvecError(f"unknown scalar quantiser {self.sq!r}: use one of {', '.join(SQ_TYPES)}")
         if (self.kind == "factory") != bool(self.factory):
             raise RecvecError("a factory string is needed exactly when kind is 'factory'")
+        if not isinstance(self.reorder, bool):
+            raise RecvecError(f"index reorder must be true or false, got {self.reorder!r}")
 
     @classmethod
     def parse(cls, text: str) -> IndexSpec:
@@ -82,7 +88,11 @@ class IndexSpec:
         raw = text.strip()
         m = _SHORTHAND.match(raw.lower())
         if m:
-            kind, num = m.group(1), m.group(2)
+            kind, num, noreorder = m.group(1), m.group(2), bool(m.group(3))
+            if noreorder and kind != "hnsw":
+                raise RecvecError(f"index spec {raw!r}: only hnsw takes '-noreorder'; use {SPEC_HELP}")
+            if noreorder:
+                return cls(kind=kind, reorder=False, **({"M": int(num)} if num else {}))
             if not num:
                 return cls(kind=kind)
             if kind == "flat":
@@ -102,17 +112,18 @@ class IndexSpec:
         if self.kind == "flat":
             return "flat"
         if self.kind == "hnsw":
-            return f"hnsw{self.M}"
+            return f"hnsw{self.M}" + ("" if self.reorder else "-noreorder")
         return f"{self.kind}{self.nlist or ''}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the spec string and every build parameter (for the artifact manifest)."""
         return {"spec": str(self), "kind": self.kind, "M": self.M, "ef_construction": self.ef_construction,
-                "nlist": self.nlist, "sq": self.sq, "pq_m": self.pq_m, "factory": self.factory}
+                "nlist": self.nlist, "sq": self.sq, "pq_m": self.pq_m, "factory": self.factory,
+                "reorder": self.reorder}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IndexSpec:
-        keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory")
+        keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory", "reorder")
         return cls(**{k: d[k] for k in keys if k in d})
 
     # -- resolved build parameters -------------------------------------------------------------
@@ -216,7 +227,58 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
         raise RecvecError(f"index {str(spec)!r} holds {index.ntotal} vectors after adding {n}")
     if hnsw is not None:
         link_unreachable(index, x)
+        if spec.kind == "hnsw" and spec.reorder:
+            index = reorder_for_locality(index)
     return index
+
+
+def reorder_for_locality(index: Any) -> Any:
+    """The same HNSW graph with its nodes stored in breadth-first order from the entry point, as an
+    ``IndexIDMap`` whose ids are the original rows (searches return rows as before).
+
+    A graph walk reads a few hundred scattered vectors and neighbour lists; stored in FAISS's
+    insertion order they sit all over a large index, so at 1M x 64 the walk is bound by memory
+    latency. In breadth-first order (Coleman et al., "Graph Reordering for Cache-Efficient Near
+    Neighbor Search", 2022) nodes linked in the graph sit near each other, and under inner product,
+    where the pruned graph leaves the nodes no walk reaches (small norms, see
+    ``link_unreachable``) in the majority, the reachable ones become one compact block. The graph,
+    hence every answer, is unchanged. Measured (``recvec bench latency --synthetic 1000000 --indexes
+    flat,hnsw,hnsw-noreorder``; see the README) and on a probe of this build: 1M x 64 filtered single
+    queries 0.34 -> 0.18 ms; breadth-first order beat k-means cluster order (0.27) and reverse
+    Cuthill-McKee (0.30).
+    """
+    import faiss
+
+    hnsw = _find_hnsw(index)
+    inner = faiss.downcast_index(index)
+    if hnsw is None or not isinstance(inner, faiss.IndexHNSW):
+        raise RecvecError(f"only a plain HNSW index can be reordered, not {type(inner).__name__}")
+    n = int(inner.ntotal)
+    order = np.arange(n, dtype=np.int64)
+    if n > 1 and hnsw.entry_point >= 0:
+        import scipy.sparse as sp
+        from scipy.sparse.csgraph import breadth_first_order
+
+        table, slots = _level0(hnsw)
+        adj = table[slots]
+        keep = adj >= 0
+        indptr = np.r_[0, np.cumsum(keep.sum(axis=1))]
+        graph = sp.csr_matrix((np.ones(indptr[-1], dtype=np.int8), adj[keep], indptr), shape=(n, n))
+        reached = breadth_first_order(graph, int(hnsw.entry_point), directed=True, return_predecessors=False)
+        seen = np.zeros(n, dtype=bool)
+        seen[reached] = True
+        order = np.concatenate([reached.astype(np.int64), np.flatnonzero(~seen)])  # then unreachable rows
+        inner.permute_entries(order)  # new position i holds old row order[i]
+    inner.ntotal = 0  # IndexIDMap wants an empty index to wrap; the ids are written below
+    try:
+        wrapped = faiss.IndexIDMap(inner)
+    finally:
+        inner.ntotal = n
+    wrapped.ntotal = n
+    faiss.copy_array_to_vector(order, wrapped.id_map)
+    index.this.disown()  # the wrapper owns (and frees) the graph from now on, as read_index builds it
+    wrapped.own_fields = True
+    return wrapped
 
 
 def _level0(hnsw: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -353,10 +415,12 @@ def _configure_trainers(index: Any, seed: int) -> None:
 
 
 def _find_hnsw(index: Any) -> Any:
-    """The HNSW graph object of an HNSW index (also inside an IndexPreTransform), else None."""
+    """The HNSW graph object of an HNSW index (also inside an IndexIDMap or IndexPreTransform), else None."""
     import faiss
 
     idx = faiss.downcast_index(index)
+    if isinstance(idx, faiss.IndexIDMap):
+        idx = faiss.downcast_index(idx.index)
     if isinstance(idx, faiss.IndexPreTransform):
         idx = faiss.downcast_index(idx.index)
     return idx.hnsw if isinstance(idx, faiss.IndexHNSW) else None
@@ -375,8 +439,13 @@ def describe_index(index: Any) -> dict[str, Any]:
     """Resolved parameters of a built index (kind, ntotal, M, efSearch, nlist, nprobe, ...)."""
     import faiss
 
-    out: dict[str, Any] = {"ntotal": int(index.ntotal), "dim": int(index.d),
-                           "faiss_class": type(faiss.downcast_index(index)).__name__}
+    core = faiss.downcast_index(index)
+    reordered = isinstance(core, faiss.IndexIDMap)  # rows stored in graph order (reorder_for_locality)
+    if reordered:
+        core = faiss.downcast_index(core.index)
+    out: dict[str, Any] = {"ntotal": int(index.ntotal), "dim": int(index.d), "faiss_class": type(core).__name__}
+    if reordered:
+        out["reordered"] = True
     hnsw = _find_hnsw(index)
     if hnsw is not None:
         out.update(M=int(hnsw.nb_neighbors(1)), ef_construction=int(hnsw.efConstruction),
