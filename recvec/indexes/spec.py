@@ -256,18 +256,10 @@ def reorder_for_locality(index: Any) -> Any:
     n = int(inner.ntotal)
     order = np.arange(n, dtype=np.int64)
     if n > 1 and hnsw.entry_point >= 0:
-        import scipy.sparse as sp
-        from scipy.sparse.csgraph import breadth_first_order
-
-        table, slots = _level0(hnsw)
-        adj = table[slots]
-        keep = adj >= 0
-        indptr = np.r_[0, np.cumsum(keep.sum(axis=1))]
-        graph = sp.csr_matrix((np.ones(indptr[-1], dtype=np.int8), adj[keep], indptr), shape=(n, n))
-        reached = breadth_first_order(graph, int(hnsw.entry_point), directed=True, return_predecessors=False)
+        reached = breadth_first_nodes(hnsw)
         seen = np.zeros(n, dtype=bool)
         seen[reached] = True
-        order = np.concatenate([reached.astype(np.int64), np.flatnonzero(~seen)])  # then unreachable rows
+        order = np.concatenate([reached, np.flatnonzero(~seen)])  # the unreachable rows last
         inner.permute_entries(order)  # new position i holds old row order[i]
     inner.ntotal = 0  # IndexIDMap wants an empty index to wrap; the ids are written below
     try:
@@ -291,22 +283,30 @@ def _level0(hnsw: Any) -> tuple[np.ndarray, np.ndarray]:
     return table, offsets[:-1, None] + np.arange(width)
 
 
-def unreachable_nodes(hnsw: Any) -> np.ndarray:
-    """Nodes a level-0 walk from the entry point can never reach (no path of links to them)."""
+def breadth_first_nodes(hnsw: Any) -> np.ndarray:
+    """The nodes a level-0 walk from the entry point can reach, in breadth-first order (int64)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import breadth_first_order
+
     table, slots = _level0(hnsw)
     n = slots.shape[0]
     if n == 0 or hnsw.entry_point < 0:
         return np.empty(0, dtype=np.int64)
     adj = table[slots]
+    keep = adj >= 0
+    indptr = np.r_[0, np.cumsum(keep.sum(axis=1))]
+    graph = sp.csr_matrix((np.ones(indptr[-1], dtype=np.int8), adj[keep], indptr), shape=(n, n))
+    order = breadth_first_order(graph, int(hnsw.entry_point), directed=True, return_predecessors=False)
+    return order.astype(np.int64)
+
+
+def unreachable_nodes(hnsw: Any) -> np.ndarray:
+    """Nodes a level-0 walk from the entry point can never reach (no path of links to them)."""
+    n = int(hnsw.levels.size())
+    if n == 0 or hnsw.entry_point < 0:
+        return np.empty(0, dtype=np.int64)
     seen = np.zeros(n, dtype=bool)
-    frontier = np.array([hnsw.entry_point])
-    seen[frontier] = True
-    while frontier.size:
-        nxt = adj[frontier].ravel()
-        nxt = np.unique(nxt[nxt >= 0])
-        nxt = nxt[~seen[nxt]]
-        seen[nxt] = True
-        frontier = nxt
+    seen[breadth_first_nodes(hnsw)] = True
     return np.flatnonzero(~seen)
 
 
