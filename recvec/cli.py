@@ -176,7 +176,8 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
 
 def index_option(f):
     return click.option("--index", "index_spec", default="flat", show_default=True,
-                        help="flat, hnsw[M], ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
+                        help="flat, hnsw[M] (nodes stored in graph order; hnsw[M]-noreorder keeps FAISS's "
+                             "insertion order), ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
                              "string such as 'IVF64,Flat' (always inner product).")(f)
 
 
