@@ -788,8 +788,8 @@ def latency_metrics(out: str | Path) -> dict:
 def _kind(spec: str) -> str:
     import re
 
-    m = re.match(r"^(flat|hnsw\d*-noreorder|hnsw|ivfsq|ivfpq|ivf)", spec)
-    return re.sub(r"\d+", "", m.group(1)) if m else spec
+    m = re.match(r"^(flat|hnsw-noreorder|hnsw|ivfsq|ivfpq|ivf)", spec)
+    return m.group(1) if m else spec
 
 
 def _kind_order(spec: str) -> int:

@@ -170,14 +170,14 @@ class ItemIndex:
         core = faiss.downcast_index(index)
         # A reordered HNSW graph (spec.reorder_for_locality) is an IndexIDMap whose ids are the rows:
         # FAISS translates the selector and the results; only its direct vector access needs the map.
-        self._id_map: np.ndarray | None = None
-        if isinstance(core, faiss.IndexIDMap):
-            self._id_map = _row_permutation(core)
+        self._id_mapped = isinstance(core, faiss.IndexIDMap)
+        if self._id_mapped:
+            _check_row_permutation(core)
             core = faiss.downcast_index(core.index)
         self._inner_index = core
         self._pretransform = isinstance(core, faiss.IndexPreTransform)
         inner = faiss.downcast_index(core.index) if self._pretransform else core
-        self._exact = isinstance(core, faiss.IndexFlat) and self._id_map is None
+        self._exact = isinstance(core, faiss.IndexFlat) and not self._id_mapped
         self._hnsw = inner.hnsw if isinstance(inner, faiss.IndexHNSW) else None
         self._ivf = inner if isinstance(inner, faiss.IndexIVF) else None
         # Flat, scalar-quantiser, HNSW and IVF indexes (possibly behind a pre-transform) honour an
@@ -220,9 +220,8 @@ class ItemIndex:
         x = _as_queries(vectors, self.dim)
         start = self.ntotal
         rows = np.arange(start, start + x.shape[0], dtype=np.int64)
-        if self._id_map is not None:  # appended after the reordered block: position == row for these
+        if self._id_mapped:  # appended after the reordered block: position == row for these
             self._index.add_with_ids(x, rows)
-            self._id_map = np.concatenate([self._id_map, rows])
         else:
             self._index.add(x)
         if self._hnsw is not None:
@@ -493,11 +492,13 @@ class ItemIndex:
     def vectors(self) -> np.ndarray:
         """The stored vectors in row order, (ntotal, dim) float32 (quantised kinds: as decoded).
         Raises RuntimeError where the index cannot reconstruct (IVF without a direct map, ...)."""
+        import faiss
+
         x = self._inner_index.reconstruct_n(0, self.ntotal)
-        if self._id_map is None:
+        if not self._id_mapped:
             return x
         out = np.empty_like(x)
-        out[self._id_map] = x
+        out[faiss.vector_to_array(faiss.downcast_index(self._index).id_map)] = x
         return out
 
     def _all_vectors(self) -> np.ndarray:
@@ -513,8 +514,8 @@ class ItemIndex:
             return self._reconstructed
 
 
-def _row_permutation(idmap: Any) -> np.ndarray:
-    """An IndexIDMap's ids, checked to be the rows 0..ntotal-1 in some order (results are rows)."""
+def _check_row_permutation(idmap: Any) -> None:
+    """Refuse an IndexIDMap whose ids are not the rows 0..ntotal-1 in some order (results are rows)."""
     import faiss
 
     ids = faiss.vector_to_array(idmap.id_map).astype(np.int64, copy=False)
@@ -522,7 +523,6 @@ def _row_permutation(idmap: Any) -> np.ndarray:
     if ids.shape != (n,) or (n and (ids.min() < 0 or ids.max() >= n or np.bincount(ids, minlength=n).max() > 1)):
         raise RecvecError(f"IndexIDMap ids must be the rows 0..{n - 1} in some order (recvec results are item rows); "
                           "this index maps its vectors to other ids")
-    return ids
 
 
 def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,

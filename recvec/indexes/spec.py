@@ -249,10 +249,10 @@ def reorder_for_locality(index: Any) -> Any:
     """
     import faiss
 
-    hnsw = _find_hnsw(index)
     inner = faiss.downcast_index(index)
-    if hnsw is None or not isinstance(inner, faiss.IndexHNSW):
+    if not isinstance(inner, faiss.IndexHNSW):
         raise RecvecError(f"only a plain HNSW index can be reordered, not {type(inner).__name__}")
+    hnsw = inner.hnsw
     n = int(inner.ntotal)
     order = np.arange(n, dtype=np.int64)
     if n > 1 and hnsw.entry_point >= 0:
