@@ -11,17 +11,47 @@ import time
 
 import click
 
-from recvec.errors import RecvecError
+from recvec.checks import C_INT_MAX, MAX_FACTORS, MAX_ITERATIONS, SEED_MAX
+from recvec.errors import RecvecError, shorten_path, shown
+
+
+class FiniteFloat(click.FloatRange):
+    """A float flag that must be finite (no nan/inf), optionally within a range."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{shown(value)} is not a finite number", param, ctx)
+        return super().convert(rv, param, ctx)
+
+
+def count(lo: int = 1, hi: int = C_INT_MAX) -> click.IntRange:
+    """An integer flag within [lo, hi] (C int at most: what FAISS, torch and the OS take)."""
+    return click.IntRange(lo, hi)
+
+
+#: External ids are stored as int64.
+ID = click.IntRange(-(2**63), 2**63 - 1)
+SEED = click.IntRange(0, SEED_MAX)
 
 
 class RecvecGroup(click.Group):
-    """Turns RecvecError into 'Error: ...' on stderr and exit code 2 (never a bare traceback)."""
+    """Turns RecvecError, and any OS error the library did not translate, into 'Error: ...' on
+    stderr and exit code 2 (never a bare traceback)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except RecvecError as e:
             click.echo(f"Error: {e}", err=True)
+            ctx.exit(2)
+        except OSError as e:  # a path the library reads or writes: name it and the OS's reason
+            where = " -> ".join(shorten_path(f) for f in (e.filename, e.filename2) if f is not None)
+            click.echo(f"Error: {e.strerror or type(e).__name__}{': ' + where if where else ''}", err=True)
             ctx.exit(2)
 
 
@@ -44,7 +74,7 @@ def emit_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 def data_options(f):
     f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
                      help="S3-compatible endpoint for s3:// paths (default: $AWS_ENDPOINT_URL or AWS).")(f)
-    f = click.option("--threshold", type=float, default=4.0, show_default=True,
+    f = click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True,
                      help="Ratings >= threshold are positives.")(f)
     f = click.option("--data", "data", default="synthetic", show_default=True,
                      help="MovieLens directory, .zip, s3://bucket/prefix, or 'synthetic' (embedded default).")(f)
@@ -52,11 +82,11 @@ def data_options(f):
 
 
 def model_options(f):
-    f = click.option("--seed", type=int, default=0, show_default=True, help="ALS random seed.")(f)
-    f = click.option("--alpha", type=float, default=1.0, show_default=True, help="ALS confidence scale.")(f)
-    f = click.option("--iterations", type=int, default=20, show_default=True, help="ALS iterations.")(f)
-    f = click.option("--regularization", type=float, default=0.01, show_default=True, help="ALS regularization.")(f)
-    f = click.option("--factors", type=int, default=64, show_default=True, help="ALS factors.")(f)
+    f = click.option("--seed", type=SEED, default=0, show_default=True, help="ALS random seed.")(f)
+    f = click.option("--alpha", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True, help="ALS confidence scale.")(f)
+    f = click.option("--iterations", type=count(1, MAX_ITERATIONS), default=20, show_default=True, help="ALS iterations.")(f)
+    f = click.option("--regularization", type=FiniteFloat(min=0), default=0.01, show_default=True, help="ALS regularization.")(f)
+    f = click.option("--factors", type=count(1, MAX_FACTORS), default=64, show_default=True, help="ALS factors.")(f)
     f = click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default=None,
                      help="Text pooling: [CLS] of the last hidden state (the lab's), masked mean, or the "
                           "model's own sentence-transformers pooling. Default: cls, or mean for e5-small.")(f)
@@ -123,7 +153,7 @@ def main():
 @click.option("--index", "served_index", default=None,
               help="Also evaluate through a FAISS index of this kind (e.g. flat, hnsw32): the serving path, "
                    "query-time user vectors searched with the history excluded.")
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Cut-off K for Recall@K and NDCG@K.")
+@click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K for Recall@K and NDCG@K.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; a list for several models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
@@ -133,8 +163,6 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
     from recvec.engine.models.fit import evaluate_model, fit_model
     from recvec.engine.split import leave_last_out
 
-    if k <= 0:
-        raise click.BadParameter(f"must be positive, got {k}", param_hint="-k")
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     split = leave_last_out(ds.ratings, threshold)
@@ -248,9 +276,9 @@ def query_options(f):
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
     f = click.option("--json", "as_json", is_flag=True,
                      help='Print {"query": {...}, "results": [{"id", "score", "title"}, ...]}.')(f)
-    f = click.option("--nprobe", type=int, default=None, help="IVF lists to probe (query time).")(f)
-    f = click.option("--ef-search", type=int, default=None, help="HNSW efSearch (query time).")(f)
-    f = click.option("-k", "k", type=int, default=10, show_default=True, help="Number of results.")(f)
+    f = click.option("--nprobe", type=count(), default=None, help="IVF lists to probe (query time).")(f)
+    f = click.option("--ef-search", type=count(), default=None, help="HNSW efSearch (query time).")(f)
+    f = click.option("-k", "k", type=count(), default=10, show_default=True, help="Number of results.")(f)
     f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
                      help="S3-compatible endpoint for s3:// artifacts.")(f)
     f = click.option("--index", "index_path", required=True, help="Artifact directory or s3://bucket/prefix.")(f)
@@ -269,7 +297,8 @@ def emit_results(loaded, query: dict, recs, as_json: bool) -> None:
     if recs.fallback:
         click.echo(f"note: {recs.fallback}")
     if recs.skipped:
-        click.echo(f"note: skipped unknown ids {', '.join(map(str, recs.skipped))}")
+        more = f" and {len(recs.skipped) - 10:,} more" if len(recs.skipped) > 10 else ""
+        click.echo(f"note: skipped unknown ids {', '.join(map(str, recs.skipped[:10]))}{more}")
     emit_table([{"rank": str(r), **x} for r, x in enumerate(results, 1)],
                [("rank", "#", ""), ("id", "id", "d"), ("score", "score", ".4f"), ("title", "title", "")])
 
@@ -285,7 +314,7 @@ def query_group():
 
 @query_group.command("similar")
 @query_options
-@click.option("--item", "item_id", type=int, required=True, help="External item (movie) id.")
+@click.option("--item", "item_id", type=ID, required=True, help="External item (movie) id.")
 def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, item_id):
     """Items most similar to one item (cosine), the item itself excluded."""
     from recvec.indexes.build import open_index
@@ -302,9 +331,12 @@ def parse_id_list(text: str) -> list[int]:
         if not part:
             continue
         try:
-            out.append(int(part))
+            value = int(part)
         except ValueError:
-            raise click.BadParameter(f"{part!r} is not an integer id", param_hint="--items") from None
+            raise click.BadParameter(f"{shown(part)} is not an integer id", param_hint="--items") from None
+        if not ID.min <= value <= ID.max:
+            raise click.BadParameter(f"{shown(part)} is outside the int64 range of item ids", param_hint="--items")
+        out.append(value)
     return out
 
 
@@ -312,8 +344,8 @@ def parse_id_list(text: str) -> list[int]:
 @query_options
 @click.option("--items", "items_text", default=None, help="The user's history: comma-separated item ids, oldest first.")
 @click.option("--data", default=None, help="Dataset to take the history of --user from (its train split).")
-@click.option("--user", "user_id", type=int, default=None, help="User id in --data.")
-@click.option("--threshold", type=float, default=4.0, show_default=True, help="Positives threshold for --data.")
+@click.option("--user", "user_id", type=ID, default=None, help="User id in --data.")
+@click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Positives threshold for --data.")
 @click.option("--skip-unknown", is_flag=True, help="Skip history ids the index does not know instead of failing.")
 def query_user(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, items_text, data, user_id, threshold,
                skip_unknown):
@@ -326,11 +358,10 @@ def query_user(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, i
         if data is None:
             raise click.UsageError("--user needs --data PATH to read the user's history from")
         from recvec.engine.data import load_dataset
-        from recvec.engine.split import leave_last_out
+        from recvec.engine.split import leave_last_out, user_history
 
-        split = leave_last_out(load_dataset(data, endpoint_url=endpoint_url).ratings, threshold)
-        row = split.users.row(user_id)
-        history = split.items.id_of(split.histories()[row]).tolist()
+        ratings = load_dataset(data, endpoint_url=endpoint_url).ratings
+        history = user_history(leave_last_out(ratings, threshold), ratings, user_id).tolist()
         query = {"type": "user", "user": user_id, "history_len": len(history), "k": k}
     else:
         history = parse_id_list(items_text)
@@ -428,10 +459,10 @@ def demo_cmd(data, out, encoder, endpoint_url, quiet):
 
 @main.command("tune")
 @data_options
-@click.option("--budget", type=int, default=30, show_default=True,
+@click.option("--budget", type=count(1, 100_000), default=30, show_default=True,
               help="ALS fits on the validation split (each also tries query-time recency weightings); "
                    "30 take 7-10 minutes on ML-1M with one BLAS thread (2 shared cores).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Search seed (which neighbours are tried).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Search seed (which neighbours are tried).")
 @click.option("--hybrid/--no-hybrid", default=True, show_default=True,
               help="Also tune an ALS + text hybrid (encodes the catalogue once with --encoder).")
 @click.option("--encoder", default="minilm", show_default=True, help="Text encoder for the hybrid.")
@@ -440,9 +471,9 @@ def demo_cmd(data, out, encoder, endpoint_url, quiet):
 @click.option("--sequence/--no-sequence", default=False, show_default=True,
               help="Also train the sequence encoder once on validation and evaluate it, alone and in ALS + "
                    "sequence hybrids, after every epoch (epochs chosen on validation; tens of minutes on CPU).")
-@click.option("--sequence-epochs", type=int, default=None,
+@click.option("--sequence-epochs", type=count(1, MAX_ITERATIONS), default=None,
               help="Most epochs the sequence encoder may get (default: its configured epochs).")
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Cut-off K (selection by Recall@K).")
+@click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K (selection by Recall@K).")
 @click.option("--out", default="recvec-tune.json", show_default=True,
               help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
                    "as --preset FILE).")
@@ -561,7 +592,7 @@ def bench_common(f):
     f = click.option("--force", is_flag=True, help="Rerun units whose stored results exist (default: resume).")(f)
     f = click.option("--out", default="results/bench", show_default=True,
                      help="Results directory: raw/ (stored results), Markdown + CSV tables, PNG plots.")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed (users sampled, synthetic data).")(f)
+    f = click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (users sampled, synthetic data).")(f)
     f = click.option("--nprobe", "nprobe_list", default=None,
                      help="IVF nprobe values to sweep, e.g. 1,4,16 (default: powers of two up to nlist).")(f)
     f = click.option("--ef-search", "ef_list", default=None, help="HNSW efSearch values to sweep, e.g. 16,64,256.")(f)
@@ -590,7 +621,7 @@ def bench_group():
 
 @bench_group.command("accuracy")
 @click.option("--data", default=None, help="MovieLens directory/.zip/s3:// (default: the embedded synthetic dataset).")
-@click.option("--synthetic", type=int, default=None, help="Use a synthetic MovieLens-style dataset with N items.")
+@click.option("--synthetic", type=count(42, 1_000_000), default=None, help="Use a synthetic MovieLens-style dataset with N items.")
 @click.option("--models", default="popular,als,text", show_default=True,
               help="Comma list: popular, als, als-time, hybrid, sequence, text (every available encoder x pooling), "
                    "text:ENCODER, text:ENCODER:POOLING.")
@@ -598,7 +629,7 @@ def bench_group():
 @click.option("-k", "ks_text", default="10,20", show_default=True, help="Cut-offs K for Recall@K, NDCG@K, overlap@K.")
 @click.option("--implicit/--no-implicit", default=True, show_default=True,
               help="Also run implicit's recommend and FAISS wrapper on the ALS model.")
-@click.option("--threshold", type=float, default=4.0, show_default=True, help="Ratings >= threshold are positives.")
+@click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Ratings >= threshold are positives.")
 @bench_common
 def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, threshold, indexes, ef_list, nprobe_list,
                        seed, out, force, as_json, quick, quiet, report_only):
@@ -608,7 +639,7 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
     from recvec.benchmarks.accuracy import QUICK, AccuracyConfig, bench_accuracy
     from recvec.benchmarks.runner import parse_ints, parse_names
 
-    if data and synthetic:
+    if data and synthetic is not None:
         raise click.UsageError("give --data or --synthetic, not both")
     from click.core import ParameterSource
 
@@ -640,18 +671,18 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
 @click.option("--synthetic", "synthetic_text", default=None,
               help="Synthetic structured catalogue sizes, e.g. 100000,1000000 (each in every --dims).")
 @click.option("--dims", default="64,384", show_default=True, help="Dimensions of the synthetic catalogues.")
-@click.option("-k", "k", type=int, default=10, show_default=True, help="Results per query (recall@k).")
-@click.option("--queries", type=int, default=1000, show_default=True, help="Users per catalogue (batch, recall).")
-@click.option("--single", type=int, default=300, show_default=True, help="Of them, timed one query per call.")
-@click.option("--repeats", type=int, default=2, show_default=True, help="Batch timings (best kept).")
+@click.option("-k", "k", type=count(), default=10, show_default=True, help="Results per query (recall@k).")
+@click.option("--queries", type=count(1, 10_000_000), default=1000, show_default=True, help="Users per catalogue (batch, recall).")
+@click.option("--single", type=count(1, 10_000_000), default=300, show_default=True, help="Of them, timed one query per call.")
+@click.option("--repeats", type=count(1, 1000), default=2, show_default=True, help="Batch timings (best kept).")
 @click.option("--backends", default="faiss", show_default=True, help="faiss, or faiss,milvus (Milvus Lite under --out).")
-@click.option("--milvus-queries", type=int, default=200, show_default=True, help="Users searched on Milvus.")
+@click.option("--milvus-queries", type=count(1, 10_000_000), default=200, show_default=True, help="Users searched on Milvus.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="raw IndexFlatIP, implicit recommend / recalculate_user / FAISS wrapper, matmul peak.")
 @click.option("--artifact/--no-artifact", default=True, show_default=True,
               help="MovieLens: artifact size and load time (flat, hnsw).")
-@click.option("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all available).")
-@click.option("--threshold", type=float, default=4.0, show_default=True, help="Ratings >= threshold are positives.")
+@click.option("--threads", type=count(1, 1024), default=None, help="FAISS OpenMP threads (default: all available).")
+@click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Ratings >= threshold are positives.")
 @bench_common
 def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, backends, milvus_queries, baselines,
                       artifact, threads, threshold, indexes, ef_list, nprobe_list, seed, out, force, as_json, quick,
@@ -688,8 +719,6 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
     if nprobe_list:
         cfg = replace(cfg, nprobe=parse_ints(nprobe_list, "--nprobe"))
     if threads is not None:
-        if threads < 1:
-            raise click.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
         import faiss
 
         faiss.omp_set_num_threads(threads)
@@ -705,7 +734,7 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
 
 @bench_group.command("parse")
 @click.option("--data", required=True, help="Directory holding an ML-1M-format ratings.dat.")
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=count(1, 1000), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_parse_cmd(data, repeats, as_json):
     """Our ratings.dat parser vs the lab's pandas python-engine read (same process)."""
@@ -721,8 +750,8 @@ def bench_parse_cmd(data, repeats, as_json):
 
 @bench_group.command("evaltime")
 @click.option("--data", required=True, help="MovieLens dataset.")
-@click.option("-k", "k", type=int, default=10, show_default=True)
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("-k", "k", type=count(), default=10, show_default=True)
+@click.option("--repeats", type=count(1, 1000), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_evaltime_cmd(data, k, repeats, as_json):
     """recvec's batched evaluation vs implicit's batch recommend for the same ALS model."""

@@ -25,3 +25,27 @@ class UnknownIdError(RecvecError, KeyError):
 
 class ArtifactError(RecvecError):
     """An index artifact that is missing, corrupt, truncated or of an unsupported version."""
+
+
+#: How much of a user's input an error message echoes.
+SHOWN_CHARS = 80
+
+
+def shorten(value, limit: int = SHOWN_CHARS) -> str:
+    """``str(value)`` for an error message, cut to ``limit`` characters with "…"."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+
+
+def shorten_path(path, limit: int = 2 * SHOWN_CHARS) -> str:
+    """A path for an error message: its start and its end (the file's name) kept, the middle cut."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "…" + text[len(text) - (limit - head - 1):]
+
+
+def shown(value, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with "…"."""
+    return shorten(repr(value), limit)

@@ -166,7 +166,11 @@ def _child(cmd: dict, parts: dict) -> None:
         def write_text(self, text, encoding=None, errors=None, newline=None):
             return write_bytes(self, text.encode(encoding or "utf-8"))
 
+        def write_durable(path, data):
+            write_bytes(Path(path), data)
+
         Path.write_bytes, Path.write_text = write_bytes, write_text
+        storage.write_durable = write_durable
         real_exchange, real_rename, real_rmtree = storage._rename_exchange, os.rename, shutil.rmtree
 
         def exchange(a, b):
@@ -405,6 +409,13 @@ def counted(fn):
     return wrapper
 pathlib.Path.write_bytes = counted(pathlib.Path.write_bytes)
 pathlib.Path.write_text = counted(pathlib.Path.write_text)
+from recvec.engine import storage
+real_durable = storage.write_durable
+def durable(path, data):
+    real_durable(path, data)
+    if ".tmp-" in pathlib.Path(path).parent.name and not os.environ.get("AWS_ENDPOINT_URL"):
+        wrote()
+storage.write_durable = durable
 if os.environ.get("AWS_ENDPOINT_URL"):
     import botocore.client
     real = botocore.client.BaseClient._make_api_call
@@ -537,7 +548,9 @@ def test_cli_build_killed_mid_upload_to_s3(s3_env, synthetic_dir, tmp_path, reli
     previous = _served_answers(f"s3://{bucket}/prev/art", ep)
     prev_keys = sorted(k for k, _ in objects("prev/art/"))
     runs, over = [fresh_run], {}
-    for after in (1, len(prev_keys) - 1):
+    # the upload journal goes first, then the data files, the manifest last: after len(prev_keys) PUTs
+    # every data file is up and the manifest is not
+    for after in (1, len(prev_keys)):
         prefix = f"after{after}/art/"
         for key in prev_keys:
             client.copy_object(Bucket=bucket, Key=prefix + key.rsplit("/", 1)[-1],

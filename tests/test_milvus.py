@@ -210,7 +210,9 @@ def test_small_query_batches_and_shared_exclusions_give_the_same_answers(data, l
     finally:
         small.close()
     np.testing.assert_array_equal(rows, big_rows)
-    np.testing.assert_array_equal(scores, big_scores)
+    # Milvus Lite scores a batch of 3 with another BLAS kernel than the whole batch: the last float32
+    # bit may differ (seen: 27.075045 vs 27.075047); the rows may not
+    np.testing.assert_allclose(scores, big_scores, rtol=1e-6)
     np.testing.assert_array_equal(rows, exact_topk(x, q, K, [m if m is not None else [] for m in mixed])[0])
 
 

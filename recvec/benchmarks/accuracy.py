@@ -28,7 +28,8 @@ import numpy as np
 
 from recvec.benchmarks import runner
 from recvec.benchmarks.results import ResultStore, canonical
-from recvec.errors import RecvecError
+from recvec.checks import check_int
+from recvec.errors import RecvecError, shown
 
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
 EF_SEARCH = (20, 32, 64, 128, 256)
@@ -69,11 +70,11 @@ def expand_models(names, encoders=None) -> list:
         parts = name.split(":")
         kind = parts[0]
         if kind not in MODEL_KINDS:
-            raise RecvecError(f"--models: unknown model {name!r}; use one of {', '.join(MODEL_KINDS)}, "
+            raise RecvecError(f"--models: unknown model {shown(name)}; use one of {', '.join(MODEL_KINDS)}, "
                               "text:ENCODER or text:ENCODER:POOLING")
         if kind == "text":
             if len(parts) > 3:
-                raise RecvecError(f"--models: {name!r} has too many ':' parts (text:ENCODER:POOLING)")
+                raise RecvecError(f"--models: {shown(name)} has too many ':' parts (text:ENCODER:POOLING)")
             if len(parts) == 1:
                 from recvec.engine.models.text import available_encoders
 
@@ -87,7 +88,7 @@ def expand_models(names, encoders=None) -> list:
                 pools = [parts[2]] if len(parts) == 3 else list(ENCODER_POOLINGS.get(enc, ("cls", "mean", "st")))
                 out += [ModelConfig(kind="text", encoder=enc, pooling=p) for p in pools]
         elif len(parts) > 1:
-            raise RecvecError(f"--models: {name!r}: only text takes :ENCODER[:POOLING]")
+            raise RecvecError(f"--models: {shown(name)}: only text takes :ENCODER[:POOLING]")
         else:
             out.append(ModelConfig(kind=kind))
     seen, unique = set(), []
@@ -137,14 +138,17 @@ def _fit(split, catalog, cfg, progress: bool) -> _Fitted:
     return _Fitted(cfg, model, np.ascontiguousarray(q, dtype=np.float32), users, targets, h, als, fit_s)
 
 
+#: Sizes of the synthetic MovieLens-style dataset ``bench accuracy`` generates (items).
+MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS = 42, 1_000_000
+
+
 def _dataset(data: str | None, synthetic: int | None, out: Path, progress: bool):
     from recvec.engine.data import load_dataset
 
-    if synthetic:
+    if synthetic is not None:
         from recvec.engine.synthetic import write_synthetic_movielens
 
-        if synthetic < 42:
-            raise RecvecError(f"--synthetic {synthetic}: the synthetic dataset needs at least 42 items")
+        check_int("synthetic (items of the synthetic dataset)", synthetic, MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS)
         d = out / "data" / f"synthetic-{synthetic}"
         if not (d / "ratings.dat").is_file():
             write_synthetic_movielens(d, n_items=synthetic, n_users=max(200, synthetic * 4 // 3))

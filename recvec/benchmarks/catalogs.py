@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.checks import check_int, physical_memory_bytes
+from recvec.errors import RecvecError, shown
 
 USER_ENCODERS = ("fold-in", "mean")
 
@@ -57,11 +58,17 @@ class CatalogSpec:
         for name in ("n", "d", "chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise RecvecError(f"synthetic catalogue {name} must be a positive integer, got {v!r}")
+                raise RecvecError(f"synthetic catalogue {name} must be a positive integer, got {shown(v)}")
         if self.n < 100:
             raise RecvecError(f"a synthetic catalogue needs at least 100 items, got {self.n}")
+        check_int("synthetic catalogue d", self.d, 1, 65_536)
+        need, have = 4 * self.n * self.d, physical_memory_bytes()
+        if have and need > have // 2:
+            raise RecvecError(f"a synthetic catalogue of {self.n:,} x {self.d} float32 vectors takes "
+                              f"{need / 2**30:.1f} GiB, more than half of this machine's {have / 2**30:.1f} GiB "
+                              "of memory (its indexes need as much again); choose fewer items or dimensions")
         if self.user_encoder is not None and self.user_encoder not in USER_ENCODERS:
-            raise RecvecError(f"unknown user encoder {self.user_encoder!r}: use {', '.join(USER_ENCODERS)}")
+            raise RecvecError(f"unknown user encoder {shown(self.user_encoder)}: use {', '.join(USER_ENCODERS)}")
         if self.intrinsic_dim is not None and not 1 <= self.intrinsic_dim <= self.d:
             raise RecvecError(f"intrinsic_dim must be in 1..d={self.d}, got {self.intrinsic_dim}")
 

@@ -35,6 +35,7 @@ import numpy as np
 from recvec.benchmarks import runner
 from recvec.benchmarks.catalogs import CatalogSpec, make_catalogue, structure_summary
 from recvec.benchmarks.results import META, ResultStore, Stored, canonical, slug
+from recvec.checks import SEED_MAX, check_int
 from recvec.errors import RecvecError
 
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
@@ -65,8 +66,9 @@ class LatencyConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.k < 1 or self.queries < 1 or self.single < 0 or self.repeats < 1:
-            raise RecvecError("k, --queries and --repeats must be positive and --single >= 0")
+        for name in ("k", "queries", "single", "repeats", "milvus_queries", "matmul_n"):
+            check_int(name, getattr(self, name))
+        check_int("seed", self.seed, 0, SEED_MAX)
         bad = [b for b in self.backends if b not in BACKENDS]
         if bad:
             raise RecvecError(f"--backends: unknown {bad}; choose from {', '.join(BACKENDS)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 META = "meta.json"
 _SAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -73,7 +73,7 @@ class Stored:
         if name not in self._arrays:
             p = self.path / f"{name}.npy"
             if not p.is_file():
-                raise RecvecError(f"stored result {self.path} has no array {name!r}")
+                raise RecvecError(f"stored result {self.path} has no array {shown(name)}")
             self._arrays[name] = np.load(p, allow_pickle=False)
         return self._arrays[name]
 
@@ -104,10 +104,10 @@ class ResultStore:
         try:
             for name, a in (arrays or {}).items():
                 if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-                    raise RecvecError(f"array name {name!r}: use letters, digits and _")
+                    raise RecvecError(f"array name {shown(name)}: use letters, digits and _")
                 a = np.asarray(a)
                 if a.dtype == object:
-                    raise RecvecError(f"array {name!r} has dtype object; store numbers only (no pickle)")
+                    raise RecvecError(f"array {shown(name)} has dtype object; store numbers only (no pickle)")
                 np.save(tmp / f"{name}.npy", a, allow_pickle=False)
             body = {"group": group, "params": params, **meta}
             (tmp / META).write_text(json.dumps(body, indent=1, sort_keys=True, default=_jsonable) + "\n")

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.checks import C_INT_MAX
+from recvec.errors import RecvecError, shorten, shown
 
 #: HNSW efSearch values swept by default (values below k are dropped).
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
@@ -302,12 +303,12 @@ def parse_ints(text: str | Sequence[int] | None, flag: str) -> tuple[int, ...] |
         try:
             f = float(p)
         except ValueError:
-            raise RecvecError(f"{flag}: {p!r} is not an integer (use e.g. {flag} 10,20)") from None
+            raise RecvecError(f"{flag}: {shown(p)} is not an integer (use e.g. {flag} 10,20)") from None
         if not f.is_integer():
-            raise RecvecError(f"{flag}: {p!r} is not an integer (use e.g. {flag} 10,20)")
+            raise RecvecError(f"{flag}: {shown(p)} is not an integer (use e.g. {flag} 10,20)")
         v = int(f)
-        if v < 1:
-            raise RecvecError(f"{flag}: values must be positive, got {v}")
+        if not 1 <= v <= C_INT_MAX:
+            raise RecvecError(f"{flag}: values must be integers from 1 to {C_INT_MAX:,}, got {shorten(p)}")
         out.append(v)
     if not out:
         raise RecvecError(f"{flag}: no values given")

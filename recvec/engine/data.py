@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from recvec.errors import DataError, UnknownIdError
+from recvec.errors import DataError, UnknownIdError, shorten, shown
 
 MIN_RATING = 0.5
 MAX_RATING = 5.0
@@ -145,6 +145,10 @@ class _Source:
     def read(self, name: str) -> bytes:
         raise NotImplementedError
 
+    def dirs(self) -> set[str]:
+        """Names that are folders where a file may be expected (for the error message)."""
+        return set()
+
     def close(self) -> None:
         pass
 
@@ -157,6 +161,9 @@ class _DirSource(_Source):
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if p.is_file()}
 
+    def dirs(self) -> set[str]:
+        return {p.name for p in self.root.iterdir() if p.is_dir()}
+
     def read(self, name: str) -> bytes:
         try:
             return (self.root / name).read_bytes()
@@ -168,6 +175,12 @@ class _DirSource(_Source):
 # unknown compression): each becomes a DataError naming the zip.
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
                NotImplementedError, zlib.error, struct.error, OverflowError, IndexError, KeyError)
+
+
+def _escapes(member: str) -> bool:
+    """A zip member name that would leave the folder it is unpacked into (absolute, '..', drive)."""
+    name = member.replace("\\", "/")
+    return name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in name.split("/")
 
 
 def _folder_of(name: str) -> str:
@@ -193,10 +206,12 @@ class _ZipSource(_Source):
             infos = self.zf.infolist()
         except _ZIP_ERRORS as e:
             raise DataError(f"{where} is not a readable zip file: {e}") from None
+        members = [i.filename for i in infos if not i.is_dir()]
+        self.unsafe = [m for m in members if _escapes(m)]
         files = [
-            i.filename for i in infos
-            if not i.is_dir() and not i.filename.startswith("__MACOSX/")
-            and not any(part.startswith(".") for part in PurePosixPath(i.filename).parts)  # ._x, .DS_Store
+            m for m in members
+            if m not in self.unsafe and not m.startswith("__MACOSX/")
+            and not any(part.startswith(".") for part in PurePosixPath(m).parts)  # ._x, .DS_Store
         ]
         by_folder: dict[str, dict[str, str]] = {}  # folder ('' = top level) -> {name: member}
         for f in files:
@@ -285,6 +300,12 @@ def _detect(src: _Source) -> _Format:
         if f.ratings in names and f.movies in names:
             return f
     for f in FORMATS:
+        folders = [n for n in (f.ratings, f.movies) if n in src.dirs()]
+        if folders:
+            what = "is a directory" if len(folders) == 1 else "are directories"
+            raise DataError(f"{', '.join(folders)} in {src.where} {what}, not a file: the {f.label} format "
+                            f"needs the files {f.ratings} and {f.movies}")
+    for f in FORMATS:
         have = [n for n in (f.ratings, f.movies) if n in names]
         if have:
             missing = [n for n in (f.ratings, f.movies) if n not in names]
@@ -292,6 +313,11 @@ def _detect(src: _Source) -> _Format:
                 f"{', '.join(missing)} missing in {src.where}: the {f.label} format needs "
                 f"{f.ratings} and {f.movies}, found only {', '.join(have)}"
             )
+    unsafe = getattr(src, "unsafe", [])
+    if unsafe and not names:
+        raise DataError(f"{src.where}: every member of the zip has an unsafe path that would escape the folder it "
+                        f"is unpacked into ({', '.join(shorten(m, 60) for m in unsafe[:3])}"
+                        f"{' ...' if len(unsafe) > 3 else ''}); refusing to read them")
     shown = ", ".join(sorted(names)[:12]) + (" ..." if len(names) > 12 else "")
     raise DataError(
         f"unknown data format in {src.where} (it holds: {shown or 'no files'}). "
@@ -392,7 +418,7 @@ def _parse_int(tok: str, what: str, fname: str, lineno: int) -> int:
     elif _FLOAT.match(tok) and math.isfinite(f := float(tok)) and f.is_integer():
         v = int(f)
     else:
-        raise DataError(f"{fname} line {lineno}: {what} {tok.strip()!r} is not an integer")
+        raise DataError(f"{fname} line {lineno}: {what} {shown(tok.strip())} is not an integer")
     if v < 0:
         raise DataError(f"{fname} line {lineno}: {what} {v} is negative")
     if v > _INT64_MAX:
@@ -406,7 +432,7 @@ def _parse_rating(tok: str, fname: str, lineno: int) -> float:
             raise ValueError(tok)
         v = float(tok)
     except ValueError:
-        raise DataError(f"{fname} line {lineno}: rating {tok.strip()!r} is not a number") from None
+        raise DataError(f"{fname} line {lineno}: rating {shown(tok.strip())} is not a number") from None
     if not (MIN_RATING <= v <= MAX_RATING):
         raise DataError(f"{fname} line {lineno}: rating {tok.strip()} is out of range "
                         f"({MIN_RATING:g} to {MAX_RATING:g} stars)")
@@ -486,13 +512,13 @@ def _columns(names: list[str], wanted: tuple[str, ...], first: str, fname: str) 
     """Positions of the wanted columns (case-insensitive); DataError naming missing or repeated ones."""
     lower = [n.lower() for n in names]
     missing = [w for w in wanted if w.lower() not in lower]
-    expected = f"{fname} line 1: expected the header {','.join(wanted)!r} (extra columns are ignored)"
+    expected = f"{fname} line 1: expected the header {shown(','.join(wanted))} (extra columns are ignored)"
     if missing:
         cols = ", ".join(repr(m) for m in missing)
         raise DataError(f"{expected}; missing column{'s' if len(missing) > 1 else ''} {cols} in {first[:80]!r}")
     twice = [w for w in wanted if lower.count(w.lower()) > 1]
     if twice:
-        raise DataError(f"{expected}; column {twice[0]!r} appears more than once in {first[:80]!r}")
+        raise DataError(f"{expected}; column {shown(twice[0])} appears more than once in {first[:80]!r}")
     return tuple(lower.index(w.lower()) for w in wanted)
 
 

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from recvec.engine.models.fit import ModelConfig
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 PACKAGE = "recvec"
 FOLDER = "presets"
@@ -89,14 +89,14 @@ def load_preset(name_or_path: str) -> Preset:
     key = str(name_or_path).strip()
     if key in preset_names():
         res = _folder() / f"{key}.json"
-        return parse_preset(_read_json(res.read_text(encoding="utf-8"), f"preset {key!r}"), f"preset {key!r}")
+        return parse_preset(_read_json(res.read_text(encoding="utf-8"), f"preset {shown(key)}"), f"preset {shown(key)}")
     path = Path(key).expanduser()
     if key.endswith(".json") or path.is_file():
         if not path.is_file():
             raise RecvecError(f"--preset {key}: no such file")
         return parse_preset(_read_json(path.read_text(encoding="utf-8"), str(path)), str(path))
     names = ", ".join(preset_names()) or "none installed"
-    raise RecvecError(f"unknown --preset {key!r}; choose one of {names}, or give a preset JSON file")
+    raise RecvecError(f"unknown --preset {shown(key)}; choose one of {names}, or give a preset JSON file")
 
 
 def list_presets() -> list[Preset]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from recvec.engine.users import UserEncoder
 from recvec.engine.vocab import Vocabulary
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Recommendations:
 
 def check_k(k: int, available: int) -> int:
     if not isinstance(k, (int, np.integer)) or k <= 0:
-        raise RecvecError(f"-k must be a positive integer, got {k!r}")
+        raise RecvecError(f"-k must be a positive integer, got {shown(k)}")
     if k > available:
         raise RecvecError(f"-k {k} is larger than the {available} items that can be returned")
     return int(k)

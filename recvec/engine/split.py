@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from recvec.engine.data import Ratings
 from recvec.engine.vocab import Vocabulary
-from recvec.errors import DataError
+from recvec.errors import DataError, UnknownIdError
 
 
 def _take(r: Ratings, idx: np.ndarray) -> Ratings:
@@ -76,6 +76,15 @@ class Split:
             (m.data[keep], (m.row[keep], cols[m.col[keep]])), shape=(len(self.users), len(items)), dtype=np.float32
         )
 
+    def require_train(self) -> None:
+        """Raise DataError (saying why) when the train split is empty: nothing to fit on."""
+        if len(self.train):
+            return
+        n = len(self.test)
+        who = "the one user" if n == 1 else f"each of the {n:,} users"
+        raise DataError(f"the train split is empty: {who} with a rating >= {self.threshold:g} has only one such "
+                        "rating, and each user's last one is held out; training needs a user with at least two")
+
     def histories(self) -> list[np.ndarray]:
         """Each user's train item rows in time order (row u of `users`)."""
         bounds = np.flatnonzero(np.diff(self.train_user_rows)) + 1
@@ -108,6 +117,21 @@ def leave_last_out(ratings: Ratings, threshold: float = 4.0, *, already_positive
     users = Vocabulary.from_first_appearance(train.users, kind="user")
     items = Vocabulary.from_first_appearance(train.items, kind="movie")
     return Split(train=train, test=test, users=users, items=items, threshold=threshold)
+
+
+def user_history(split: Split, ratings: Ratings, user_id) -> np.ndarray:
+    """A user's train item ids in time order (int64). Raises UnknownIdError for a user not in
+    ``ratings`` and DataError for one who is there but has no train positive (saying why)."""
+    rows = split.users.rows(np.asarray([user_id]), missing="mask")
+    if rows[0] >= 0:
+        return split.items.id_of(split.histories()[int(rows[0])])
+    mine = ratings.ratings[ratings.users == user_id]
+    if mine.size == 0:
+        raise UnknownIdError("user", [user_id])
+    n_pos = int((mine >= split.threshold).sum())
+    why = (f"none of their {mine.size:,} ratings is >= {split.threshold:g}" if n_pos == 0 else
+           f"their only rating >= {split.threshold:g} is the last one, held out as the test item")
+    raise DataError(f"user {user_id} is in the data but has no train positive: {why}")
 
 
 def validation_split(split: Split) -> Split:

@@ -12,12 +12,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 S3_SCHEME = "s3://"
 DEFAULT_MAX_ATTEMPTS = 5  # total attempts per request (AWS_MAX_ATTEMPTS overrides)
@@ -43,11 +44,11 @@ def is_s3(uri) -> bool:
 def parse_s3(uri: str) -> tuple[str, str]:
     """'s3://bucket/a/b/' -> ('bucket', 'a/b'). The prefix has no leading or trailing '/'."""
     if not is_s3(uri):
-        raise StorageError(f"not an S3 URI (expected s3://bucket/prefix): {uri!r}")
+        raise StorageError(f"not an S3 URI (expected s3://bucket/prefix): {shown(uri)}")
     rest = uri[len(S3_SCHEME):]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
-        raise StorageError(f"S3 URI has no bucket (expected s3://bucket/prefix): {uri!r}")
+        raise StorageError(f"S3 URI has no bucket (expected s3://bucket/prefix): {shown(uri)}")
     return bucket, prefix.strip("/")
 
 
@@ -62,7 +63,7 @@ def safe_relpath(name: str, *, where: str = "") -> PurePosixPath:
     if not s or p.is_absolute() or any(part in ("..", "") for part in s.split("/")) \
             or s.startswith("~") or (len(s) > 1 and s[1] == ":"):
         loc = f" in {where}" if where else ""
-        raise StorageError(f"refusing unsafe file name {name!r}{loc}: it would escape the target directory")
+        raise StorageError(f"refusing unsafe file name {shown(name)}{loc}: it would escape the target directory")
     return PurePosixPath(*[part for part in p.parts if part != "."])
 
 
@@ -78,12 +79,12 @@ def _setting(value, env: str, default, cast, what: str):
         try:
             value = cast(raw)
         except ValueError:
-            raise StorageError(f"{env} must be {what}, got {raw!r}") from None
+            raise StorageError(f"{env} must be {what}, got {shown(raw)}") from None
         src = env
     else:
         src = what
     if not value > 0:
-        raise StorageError(f"{src} must be positive, got {value!r}")
+        raise StorageError(f"{src} must be positive, got {shown(value)}")
     return value
 
 
@@ -272,7 +273,7 @@ def read_bytes(uri_or_path, *, endpoint_url: str | None = None, client=None) -> 
     if is_s3(uri_or_path):
         bucket, key = parse_s3(uri_or_path)
         if not key:
-            raise StorageError(f"S3 URI names a bucket, not an object: {uri_or_path!r}")
+            raise StorageError(f"S3 URI names a bucket, not an object: {shown(uri_or_path)}")
         client = client or s3_client(endpoint_url)
         return _get_object_bytes(client, bucket, key)
     path = Path(uri_or_path)
@@ -391,6 +392,15 @@ def upload_dir(local_dir, uri: str, *, endpoint_url: str | None = None, last: st
     return rels
 
 
+def put_bytes(uri: str, data: bytes, *, endpoint_url: str | None = None, client=None) -> None:
+    """Write one S3 object (``s3://bucket/key``)."""
+    bucket, key = parse_s3(uri)
+    if not key:
+        raise StorageError(f"S3 URI names a bucket, not an object: {shown(uri)}")
+    client = client or s3_client(endpoint_url)
+    _call(client, client.put_object, bucket=bucket, key=key, action="write", Bucket=bucket, Key=key, Body=data)
+
+
 def delete_files(dir_uri: str, names, *, endpoint_url: str | None = None, client=None) -> list[str]:
     """Delete the named objects directly under an S3 prefix (plain relative names only); a name that is
     already gone is not an error. Returns the names deleted, in order."""
@@ -403,13 +413,81 @@ def delete_files(dir_uri: str, names, *, endpoint_url: str | None = None, client
     return rels
 
 
+def output_dir(dest, *, what: str = "output directory") -> Path:
+    """The absolute, normalised local path of a directory recvec is to create or replace.
+
+    Symbolic links are not followed (``..`` is resolved textually, as the shell does). Refused with a
+    StorageError: an empty path, the current directory or any directory above it (``.``, ``..``,
+    ``/``): publishing swaps the whole directory, and those hold the caller's own files."""
+    text = os.fspath(dest) if not isinstance(dest, str) else dest
+    if not text.strip():
+        raise StorageError(f"the {what} is an empty path: name a directory to create")
+    final = Path(os.path.abspath(text))
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if final == cwd or final in cwd.parents:
+        which = "the current directory" if final == cwd else "a directory above the current one"
+        raise StorageError(f"refusing to use {shown(text)} ({final}) as the {what}: it is {which}, and recvec "
+                           "replaces the whole directory it publishes; name a new directory inside it instead")
+    return final
+
+
+_TMP_MARK = ".tmp-"
+
+
 def sibling_tmp_dir(final_dir) -> Path:
-    """A fresh empty directory next to final_dir (same filesystem, so publish_local_dir can rename)."""
+    """A fresh empty directory next to final_dir (same filesystem, so publish_local_dir can rename),
+    named ``.NAME.tmp-<pid>-<random>``. Directories of that form left by processes of this host
+    that no longer run (killed builds) are removed first: nothing else makes names of that form."""
     final = Path(final_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    remove_dead_tmp_dirs(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TMP_MARK}{os.getpid()}-", dir=final.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the published directory should read like any other
     return tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or not a pid we can ask about): leave it alone
+    return True
+
+
+def remove_dead_tmp_dirs(final_dir) -> list[Path]:
+    """Remove the temp directories of publishes to final_dir whose process is gone; returns them."""
+    final = Path(final_dir)
+    pattern = re.compile(re.escape(f".{final.name}{_TMP_MARK}") + r"([0-9]+)-[A-Za-z0-9_]+$")
+    removed = []
+    try:
+        siblings = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def fsync_dir(path) -> None:
+    """fsync a directory, so that the names created or renamed in it survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(path, data: bytes) -> None:
+    """Write a file and fsync it (its directory is fsync'ed by whoever publishes the directory)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 _RENAME_EXCHANGE = 2
@@ -466,7 +544,12 @@ def publish_local_dir(tmp_dir, final_dir) -> Path:
     new complete directory at final_dir. Elsewhere the old one is first renamed to '.NAME.old' and
     recover_local_dir() (also run at the start of every publish) restores it if a crash hit between
     the two renames. tmp_dir should be a sibling of final_dir (see sibling_tmp_dir); one on another
-    filesystem is copied next to final_dir first."""
+    filesystem is copied next to final_dir first.
+
+    Durability: tmp_dir (whose files the caller has fsync'ed, see write_durable) is fsync'ed before
+    the rename and the parent directory after it, so once this returns the new version survives a
+    power loss; a power loss before that leaves the previous version (or none) at final_dir.
+    Whether final_dir may be replaced at all is the caller's decision (it is replaced whole)."""
     tmp = Path(tmp_dir)
     final = Path(final_dir)
     if not tmp.is_dir():
@@ -482,17 +565,21 @@ def publish_local_dir(tmp_dir, final_dir) -> Path:
     backup = _backup_name(final)
     if final.exists() and backup.is_dir():  # debris of a publish killed while removing its backup
         shutil.rmtree(backup, ignore_errors=True)
+    fsync_dir(tmp)
     if not final.exists():
         os.rename(tmp, final)
+        fsync_dir(final.parent)
         return final
     if final.is_symlink() or not final.is_dir():
         raise StorageError(f"cannot publish to {final}: it exists and is not a directory")
     if _rename_exchange(tmp, final):
+        fsync_dir(final.parent)
         shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
         return final
     if backup.exists():
         shutil.rmtree(backup)
     os.rename(final, backup)
     os.rename(tmp, final)
+    fsync_dir(final.parent)
     shutil.rmtree(backup, ignore_errors=True)
     return final

@@ -46,7 +46,7 @@ from recvec.engine.models.fit import (
 from recvec.engine.models.sequence import SequenceConfig
 from recvec.engine.split import Split, validation_split
 from recvec.engine.weighting import RecencyWeighting
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 Report = Callable[[str, dict], None]
 
@@ -88,7 +88,7 @@ class TuneSettings:
 
     def __post_init__(self):
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
-            raise RecvecError(f"--budget must be a positive integer (ALS fits), got {self.budget!r}")
+            raise RecvecError(f"--budget must be a positive integer (ALS fits), got {shown(self.budget)}")
         if self.k < 1:
             raise RecvecError(f"-k must be positive, got {self.k}")
 

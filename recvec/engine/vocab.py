@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from recvec.errors import UnknownIdError
+from recvec.errors import UnknownIdError, shown
 
 
 class Vocabulary:
@@ -64,7 +64,7 @@ class Vocabulary:
     def rows(self, ids, *, missing: str = "error") -> np.ndarray:
         """Rows of external ids. missing: 'error' (raise naming them), 'skip' (drop), 'mask' (-1)."""
         if missing not in ("error", "skip", "mask"):
-            raise ValueError(f"missing must be error|skip|mask, not {missing!r}")
+            raise ValueError(f"missing must be error|skip|mask, not {shown(missing)}")
         arr = np.asarray(ids, dtype=np.int64).ravel()
         rows = self._lookup(arr)
         bad = rows < 0

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 SECONDS_PER_DAY = 86400.0
 
@@ -42,11 +42,11 @@ class RecencyWeighting:
             v = getattr(self, name)
             if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) \
                     or not np.isfinite(v) or v < 0:
-                raise RecvecError(f"recency {name} must be a finite number >= 0 (0 = off), got {v!r}")
+                raise RecvecError(f"recency {name} must be a finite number >= 0 (0 = off), got {shown(v)}")
         if not (0.0 <= float(self.floor) < 1.0):
-            raise RecvecError(f"recency floor must be in [0, 1), got {self.floor!r}")
+            raise RecvecError(f"recency floor must be in [0, 1), got {shown(self.floor)}")
         if not (np.isfinite(self.scale) and self.scale > 0):
-            raise RecvecError(f"recency scale must be > 0, got {self.scale!r}")
+            raise RecvecError(f"recency scale must be > 0, got {shown(self.scale)}")
 
     @property
     def is_uniform(self) -> bool:

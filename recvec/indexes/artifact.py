@@ -65,6 +65,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from recvec.engine import storage
-from recvec.errors import ArtifactError, RecvecError
+from recvec.errors import ArtifactError, RecvecError, shorten, shorten_path, shown
 from recvec.indexes.search import ItemIndex
 
 FORMAT_VERSION = 1
@@ -95,8 +96,6 @@ RESERVED_KEYS = frozenset({"format_version", "dim", "metric", "n_items", "index_
                            "catalog_file", "arrays", "files", "backend"})
 _ARRAY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
-#: Names save_artifact writes: "<stem>.<ext>", or "<stem>.<12 hex tag>.<ext>" over a live S3 artifact.
-_ARTIFACT_FILE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9a-f]{12})?\.(?:faiss|npy|json\.gz)$")
 #: Loads that meet files not matching the manifest they read start again this often if it changed.
 _LOAD_ATTEMPTS = 3
 
@@ -159,7 +158,7 @@ def backend_options(kind: str | None, uri: str | None, collection: str | None, s
     """
     kind = (kind or "faiss").lower()
     if kind not in BACKENDS:
-        raise RecvecError(f"unknown index backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+        raise RecvecError(f"unknown index backend {shown(kind)}; choose one of {', '.join(BACKENDS)}")
     if kind == "faiss":
         given = [flag for flag, value in (("--uri", uri), ("--collection", collection)) if value]
         if given:
@@ -177,7 +176,7 @@ def backend_options(kind: str | None, uri: str | None, collection: str | None, s
     if spec is not None:
         supported = LITE_KINDS if mode == "lite" else SERVER_KINDS
         if getattr(spec, "kind", None) not in supported:
-            what = f"FAISS factory string {spec.factory!r}" if spec.kind == "factory" else f"index kind {spec.kind!r}"
+            what = f"FAISS factory string {shown(spec.factory)}" if spec.kind == "factory" else f"index kind {shown(spec.kind)}"
             where = "Milvus Lite" if mode == "lite" else "a Milvus server"
             raise RecvecError(f"{what} cannot be built on {where}; supported kinds: {', '.join(supported)}")
     if dest is not None:
@@ -242,7 +241,7 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
     arrs = _check_arrays(arrays, ix.ntotal, ix.dim)
     if backend is not None:
         if ITEM_VECTORS not in arrs:
-            raise ArtifactError(f"an artifact served from {backend['kind']} must store {ITEM_VECTORS!r} "
+            raise ArtifactError(f"an artifact served from {backend['kind']} must store {shown(ITEM_VECTORS)} "
                                 "(query-time user vectors are built from them)")
         check_backend_location(backend["uri"], dest)
     catalog_bytes = _catalog_bytes(catalog, ix.ntotal)
@@ -250,41 +249,137 @@ def save_artifact(dest: str | Path, *, index: Any, item_ids: np.ndarray, arrays:
     if storage.is_s3(str(dest)):
         _save_s3(str(dest), ix, ids, arrs, catalog_bytes, head, backend, endpoint_url)
         return str(dest)
-    final = Path(dest)
-    if final.exists() and not final.is_dir():
-        raise ArtifactError(f"cannot write an artifact to {final}: it exists and is not a directory")
-    tmp = storage.sibling_tmp_dir(final)
     try:
-        _write_dir(tmp, ix, ids, arrs, catalog_bytes, head, backend)
+        final = storage.output_dir(dest, what="artifact directory")
+    except storage.StorageError as e:
+        raise ArtifactError(str(e)) from None
+    check_replaceable(final)
+    tmp = None
+    try:
+        tmp = storage.sibling_tmp_dir(final)
+        _write_dir(tmp, ix, ids, arrs, catalog_bytes, head, backend, durable=True)
         storage.publish_local_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except OSError as e:
+        raise ArtifactError(f"cannot write the artifact {shorten_path(final)}: {_os_reason(e, final)}; "
+                            "nothing was replaced") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return str(final)
+
+
+def _os_reason(e: OSError, where: Path) -> str:
+    """'Permission denied: /path' -- the OS's reason and the path it names (where, if none)."""
+    path = e.filename if e.filename is not None else where
+    return f"{e.strerror or type(e).__name__}: {shorten_path(path)}"
+
+
+def check_replaceable(final: Path) -> None:
+    """Refuse to publish over a local directory that is not a recvec artifact.
+
+    Publishing replaces the destination whole, so it may only stand where nothing is, where an
+    empty directory is, or where a recvec artifact is whose manifest lists every file in it (its
+    ``manifest.json`` parses and nothing else is there). Anything else -- a file, a symbolic link,
+    a folder of the user's own files, an artifact with files added to it -- raises ArtifactError
+    naming what is in the way; nothing is touched."""
+    for above in final.parents:
+        if os.path.lexists(above):
+            if not above.is_dir():
+                raise ArtifactError(f"cannot write an artifact to {shorten_path(final)}: {shorten_path(above)} "
+                                    "is a file, not a directory")
+            break
+    if not os.path.lexists(final):
+        return
+    if final.is_symlink() or not final.is_dir():
+        kind = "a symbolic link" if final.is_symlink() else "a file"
+        raise ArtifactError(f"cannot write an artifact to {final}: it exists and is {kind}, not a directory; "
+                            "choose another destination")
+    try:
+        entries = sorted(p.name for p in final.iterdir())
+    except OSError as e:
+        raise ArtifactError(f"cannot write an artifact to {final}: {_os_reason(e, final)}") from None
+    if not entries:
+        return
+    refuse = (f"refusing to replace {final}: it is not a recvec artifact ({{why}}), and publishing an artifact "
+              "replaces the whole directory; nothing was changed. Choose a new or empty directory")
+    if MANIFEST not in entries:
+        raise ArtifactError(refuse.format(why=f"no {MANIFEST}; it holds {_names(entries)}"))
+    try:
+        listed = set(_parse_manifest((final / MANIFEST).read_bytes(), str(final / MANIFEST))["files"])
+    except OSError as e:
+        raise ArtifactError(f"cannot write an artifact to {final}: {_os_reason(e, final / MANIFEST)}") from None
+    except RecvecError as e:
+        raise ArtifactError(refuse.format(why=f"its {MANIFEST} is not a recvec manifest: {e}")) from None
+    foreign = [n for n in entries if n != MANIFEST and n not in listed]
+    if foreign:
+        raise ArtifactError(refuse.format(why=f"its manifest does not list {_names(foreign)}, which recvec did "
+                                              "not write; move them out first"))
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(shorten(n, 60) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _save_s3(dest: str, ix: Any, ids: np.ndarray, arrs: dict, catalog_bytes: bytes, head: dict,
              backend: dict | None, endpoint_url: str | None) -> None:
     """Upload without overwriting anything the live manifest points at, the manifest last; then delete
-    the previous version's files and the tagged files of killed uploads (see the module docstring)."""
+    what the previous version and killed uploads left (see the module docstring).
+
+    Before any file goes up, a journal (``.recvec-upload.<tag>.json``: the names about to be written
+    and the live version's names that the new manifest replaces) is written, so every object recvec
+    puts under the prefix is accounted for by a manifest or a journal even when a build is killed.
+    A prefix holding any object that neither accounts for is not recvec's to replace: refused before
+    anything is written."""
     client = storage.s3_client(endpoint_url)
-    live = _live_s3_files(dest, client)
-    tag = None if live is None else uuid.uuid4().hex[:12]
+    live, journals, recorded = _s3_prefix_state(dest, client)
+    tag = uuid.uuid4().hex[:12]
     with tempfile.TemporaryDirectory(prefix="recvec-artifact-") as tmp:
-        names = _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head, backend, tag=tag)
+        names = _write_dir(Path(tmp), ix, ids, arrs, catalog_bytes, head, backend,
+                           tag=None if live is None else tag)
+        journal = f"{_JOURNAL_PREFIX}{tag}.json"
+        body = json.dumps({"writes": sorted(names), "replaces": sorted(live or ())}).encode("utf-8")
+        storage.put_bytes(f"{dest.rstrip('/')}/{journal}", body, client=client)
         storage.upload_dir(tmp, dest, endpoint_url=endpoint_url, last=MANIFEST, client=client)
-    _remove_stale_s3(dest, client, keep={*names, MANIFEST}, old=live or set())
+    keep = {*names, MANIFEST}
+    _remove_stale_s3(dest, client, stale=(set(live or ()) | recorded) - keep, journals={*journals, journal})
 
 
-def _live_s3_files(dest: str, client: Any) -> set[str] | None:
-    """The files the manifest now at dest lists; None when there is no manifest (nothing to protect),
-    an empty set when there is one that cannot be read or parsed (protect it, delete nothing of it)."""
+_JOURNAL_PREFIX = ".recvec-upload."
+_JOURNAL = re.compile(r"^\.recvec-upload\.[0-9a-f]{12}\.json$")
+
+
+def _s3_prefix_state(dest: str, client: Any) -> tuple[set[str] | None, list[str], set[str]]:
+    """(files the live manifest lists or None when there is no manifest, the upload journals there,
+    the names those journals record) for an S3 artifact prefix; raises ArtifactError when the prefix
+    holds an object that is none of these (not recvec's: it must not be overwritten or deleted)."""
+    present = storage.list_files(dest, client=client)
+    live = _live_s3_files(dest, client) if MANIFEST in present else None
+    journals = [n for n in present if _JOURNAL.match(n)]
+    recorded: set[str] = set()
+    for name in journals:
+        try:
+            j = json.loads(storage.read_bytes(f"{dest.rstrip('/')}/{name}", client=client).decode("utf-8"))
+            recorded |= {n for key in ("writes", "replaces") for n in j.get(key, []) if isinstance(n, str)}
+        except (storage.StorageError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue  # unreadable: the names it would have covered count as foreign below
+    accounted = {MANIFEST, *(live or ()), *journals, *recorded}
+    foreign = [n for n in present if n not in accounted]
+    if foreign:
+        why = "its manifest does not list" if live is not None else f"it has no {MANIFEST} and holds"
+        raise ArtifactError(f"refusing to write an artifact to {dest}: it is not a recvec artifact prefix "
+                            f"({why} {_names(foreign)}, which recvec did not write); nothing was changed. "
+                            "Choose an empty prefix")
+    return live, journals, recorded
+
+
+def _live_s3_files(dest: str, client: Any) -> set[str]:
+    """The files the manifest now at dest lists; an empty set when it cannot be read or parsed
+    (protect it, delete nothing of it)."""
     where = f"{dest.rstrip('/')}/{MANIFEST}"
     try:
         raw = storage.read_bytes(where, client=client)
     except storage.StorageError as e:
-        if e.code == "NoSuchKey":
-            return None
         if e.code == "AccessDenied":  # write-only credentials: assume an artifact may be there
             return set()
         raise
@@ -294,15 +389,14 @@ def _live_s3_files(dest: str, client: Any) -> set[str] | None:
         return set()
 
 
-def _remove_stale_s3(dest: str, client: Any, *, keep: set[str], old: set[str]) -> None:
-    """After publishing: delete, directly under the prefix, what the previous manifest listed and
-    every other artifact file name (``_ARTIFACT_FILE``: left by killed uploads or older versions) the
-    new manifest does not list; other objects are left alone. The new artifact is live already, so a
-    failure here is logged, not raised."""
+def _remove_stale_s3(dest: str, client: Any, *, stale: set[str], journals: set[str]) -> None:
+    """After publishing: delete the previous version's files and what killed uploads recorded in their
+    journals (``stale``, never a name the new manifest lists), then the journals. Nothing else under
+    the prefix is touched. The new artifact is live already, so a failure is logged, not raised."""
     try:
-        present = storage.list_files(dest, recursive=False, client=client)
-        stale = [n for n in present if n not in keep and (n in old or _ARTIFACT_FILE.match(n))]
-        storage.delete_files(dest, stale, client=client)
+        present = set(storage.list_files(dest, client=client))
+        storage.delete_files(dest, sorted(stale & present), client=client)
+        storage.delete_files(dest, sorted(journals & present), client=client)
     except RecvecError as e:
         _log.warning("published %s, but could not remove the previous version's files: %s", dest, e)
 
@@ -364,12 +458,12 @@ def _check_arrays(arrays: dict[str, Any], n: int, dim: int) -> dict[str, np.ndar
     out = {}
     for name, value in arrays.items():
         if not isinstance(name, str) or not _ARRAY_NAME.match(name) or name == "item_ids":
-            raise ArtifactError(f"array name {name!r} must be an identifier (letters, digits, _) other than item_ids")
+            raise ArtifactError(f"array name {shown(name)} must be an identifier (letters, digits, _) other than item_ids")
         a = np.asarray(value)
         if a.dtype.kind not in "biuf":
-            raise ArtifactError(f"array {name!r} must be numeric (bool/int/float), got {a.dtype}")
+            raise ArtifactError(f"array {shown(name)} must be numeric (bool/int/float), got {a.dtype}")
         if name == ITEM_VECTORS and (a.ndim != 2 or a.shape != (n, dim) or a.dtype != np.float32):
-            raise ArtifactError(f"array {ITEM_VECTORS!r} must be float32 of shape ({n}, {dim}), "
+            raise ArtifactError(f"array {shown(ITEM_VECTORS)} must be float32 of shape ({n}, {dim}), "
                                 f"got {a.dtype} {a.shape}")
         out[name] = np.ascontiguousarray(a)
     return out
@@ -389,7 +483,7 @@ def _catalog_bytes(catalog: dict, n: int) -> bytes:
 def _check_catalog_alignment(catalog: dict, n: int, where: str) -> None:
     for key, value in catalog.items():
         if isinstance(value, (list, tuple)) and len(value) != n:
-            raise ArtifactError(f"{where} entry {key!r} has {len(value)} values but there are {n} items")
+            raise ArtifactError(f"{where} entry {shown(key)} has {len(value)} values but there are {n} items")
 
 
 def _check_caller_manifest(manifest: dict) -> dict:
@@ -428,14 +522,22 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 def _write_dir(root: Path, ix: Any, ids: np.ndarray, arrays: dict[str, np.ndarray],
-               catalog_bytes: bytes, head: dict, backend: dict | None = None, *, tag: str | None = None) -> list[str]:
+               catalog_bytes: bytes, head: dict, backend: dict | None = None, *, tag: str | None = None,
+               durable: bool = False) -> list[str]:
     """Write every file, the manifest last; returns the names of the files the manifest lists.
-    ``tag`` names them ``<stem>.<tag>.<ext>`` (uploads over a live S3 artifact)."""
+    ``tag`` names them ``<stem>.<tag>.<ext>`` (uploads over a live S3 artifact); ``durable`` fsyncs
+    each file (a local publish; the directory is fsync'ed by ``storage.publish_local_dir``)."""
     files: dict[str, dict] = {}
+
+    def write(path: Path, data: bytes) -> None:
+        if durable:
+            storage.write_durable(path, data)
+        else:
+            path.write_bytes(data)
 
     def put(name: str, data: bytes) -> str:
         name = _tagged(name, tag)
-        (root / name).write_bytes(data)
+        write(root / name, data)
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         return name
 
@@ -454,7 +556,7 @@ def _write_dir(root: Path, ix: Any, ids: np.ndarray, arrays: dict[str, np.ndarra
                 "n_items": ix.ntotal, "index_file": index_file,
                 **({"backend": backend} if backend is not None else {}),
                 "item_ids_file": item_ids_file, "catalog_file": catalog_file, "arrays": array_meta, "files": files}
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write(root / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return list(files)
 
 
@@ -506,7 +608,7 @@ class _Source:
 
 def _plain_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not _PLAIN_NAME.match(name) or name in (".", "..") or ".." in name:
-        raise ArtifactError(f"manifest {what} {name!r} is not a plain file name (no paths, no '..')")
+        raise ArtifactError(f"manifest {what} {shown(name)} is not a plain file name (no paths, no '..')")
     return name
 
 
@@ -595,7 +697,7 @@ def _load_checked(source: _Source, raw: bytes, verify: bool) -> Artifact:
         else:
             a = _load_npy(blobs[meta["file"]], meta["file"])
         if a.dtype.str != meta["dtype"] or list(a.shape) != list(meta["shape"]):
-            raise ArtifactError(f"array {name!r} is {a.dtype.str} {list(a.shape)}, the manifest says "
+            raise ArtifactError(f"array {shown(name)} is {a.dtype.str} {list(a.shape)}, the manifest says "
                                 f"{meta['dtype']} {meta['shape']}")
         if name == ITEM_VECTORS and a.shape != (n, dim):
             raise ArtifactError(f"dimension mismatch: {ITEM_VECTORS} has shape {a.shape}, expected ({n}, {dim})")
@@ -619,7 +721,7 @@ def _open_backend(backend: dict, manifest: dict, vectors: np.ndarray, src: str, 
     from recvec.indexes.backends.milvus import MilvusIndex, resolve_uri
 
     uri, collection = backend["uri"], backend["collection"]
-    what = f"Milvus collection {collection!r} at {uri}"
+    what = f"Milvus collection {shown(collection)} at {uri}"
     try:
         uri, mode = resolve_uri(uri)
     except RecvecError as e:
@@ -689,7 +791,7 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
         raise ArtifactError(f"{where} must hold a JSON object")
     v = m.get("format_version")
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ArtifactError(f"{where}: format_version must be a positive integer, got {v!r}")
+        raise ArtifactError(f"{where}: format_version must be a positive integer, got {shown(v)}")
     if v > FORMAT_VERSION:
         raise ArtifactError(f"{where} has format_version {v}, newer than the {FORMAT_VERSION} this recvec "
                             "reads: upgrade recvec to load it")
@@ -697,14 +799,14 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
     def need(key: str, kind: type | tuple[type, ...]) -> Any:
         value = m.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ArtifactError(f"{where}: {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+            raise ArtifactError(f"{where}: {shown(key)} is missing or not a {getattr(kind, '__name__', kind)}")
         return value
 
     for key in ("dim", "n_items"):
         if need(key, int) < 1:
             raise ArtifactError(f"{where}: {key} must be >= 1, got {m[key]}")
     if m.get("metric") != METRIC:
-        raise ArtifactError(f"{where}: metric is {m.get('metric')!r}; recvec serves {METRIC!r} indexes only")
+        raise ArtifactError(f"{where}: metric is {shown(m.get('metric'))}; recvec serves {shown(METRIC)} indexes only")
     model = need("model", dict)
     if not isinstance(model.get("kind"), str):
         raise ArtifactError(f"{where}: model.kind is missing")
@@ -715,33 +817,33 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
             raise ArtifactError(f"{where}: files must not list {MANIFEST} itself")
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
                 or isinstance(meta.get("bytes"), bool) or not isinstance(meta.get("bytes"), int):
-            raise ArtifactError(f"{where}: files[{name!r}] needs sha256 (str) and bytes (int)")
+            raise ArtifactError(f"{where}: files[{shown(name)}] needs sha256 (str) and bytes (int)")
     backend = _parse_backend(m, where)
     for key in ("index_file", "item_ids_file", "catalog_file"):
         if key == "index_file" and backend is not None:
             if m.get(key) is not None:
                 raise ArtifactError(f"{where}: an artifact served from {backend['kind']} has no index file; "
-                                    f"index_file must be null, got {m.get(key)!r}")
+                                    f"index_file must be null, got {shown(m.get(key))}")
             continue
         name = _plain_name(need(key, str), key)
         if name not in files:
-            raise ArtifactError(f"{where}: {key} {name!r} has no entry in files (no checksum)")
+            raise ArtifactError(f"{where}: {key} {shown(name)} has no entry in files (no checksum)")
     for name, meta in need("arrays", dict).items():
         if not isinstance(name, str) or not _ARRAY_NAME.match(name):
-            raise ArtifactError(f"{where}: array name {name!r} is not an identifier")
+            raise ArtifactError(f"{where}: array name {shown(name)} is not an identifier")
         if not isinstance(meta, dict) or not isinstance(meta.get("dtype"), str) \
                 or not isinstance(meta.get("shape"), list):
-            raise ArtifactError(f"{where}: arrays[{name!r}] needs dtype and shape")
+            raise ArtifactError(f"{where}: arrays[{shown(name)}] needs dtype and shape")
         if meta.get("from_index"):
             if name != ITEM_VECTORS:
-                raise ArtifactError(f"{where}: only {ITEM_VECTORS} can come from the index, not {name!r}")
+                raise ArtifactError(f"{where}: only {ITEM_VECTORS} can come from the index, not {shown(name)}")
             if backend is not None:
                 raise ArtifactError(f"{where}: {ITEM_VECTORS} cannot come from a {backend['kind']} index; "
                                     "it must be stored as a file")
             continue
-        fname = _plain_name(meta.get("file"), f"arrays[{name!r}].file")
+        fname = _plain_name(meta.get("file"), f"arrays[{shown(name)}].file")
         if fname not in files:
-            raise ArtifactError(f"{where}: array file {fname!r} has no entry in files (no checksum)")
+            raise ArtifactError(f"{where}: array file {shown(fname)} has no entry in files (no checksum)")
     if backend is not None and ITEM_VECTORS not in m["arrays"]:
         raise ArtifactError(f"{where}: an artifact served from {backend['kind']} must list {ITEM_VECTORS} in arrays")
     if backend is None:
@@ -760,7 +862,7 @@ def _parse_backend(m: dict, where: str) -> dict | None:
     if kind == "faiss":
         return None
     if kind != "milvus":
-        raise ArtifactError(f"{where}: backend kind {kind!r} is unknown; this recvec serves {', '.join(BACKENDS)}")
+        raise ArtifactError(f"{where}: backend kind {shown(kind)} is unknown; this recvec serves {', '.join(BACKENDS)}")
     for key in ("uri", "collection"):
         if not isinstance(b.get(key), str) or not b[key].strip():
             raise ArtifactError(f"{where}: backend {key} is missing or not a string")

@@ -20,7 +20,7 @@ from recvec.engine.recommender import Recommender
 from recvec.engine.users import ALSFoldIn, MeanEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.engine.weighting import RecencyWeighting, weighting_or_none
-from recvec.errors import ArtifactError, RecvecError
+from recvec.errors import ArtifactError, RecvecError, shown
 from recvec.indexes.artifact import (Artifact, create_backend_index, finish_backend_index, load_artifact,
                                      save_artifact)
 from recvec.indexes.search import ItemIndex
@@ -100,7 +100,7 @@ def _weighting(ue: dict) -> RecencyWeighting | None:
 def _array(art: Artifact, name: str) -> np.ndarray:
     a = art.arrays.get(name)
     if a is None:
-        raise ArtifactError(f"artifact lacks the array {name!r} its user encoder ({art.manifest['user_encoder']['kind']}) "
+        raise ArtifactError(f"artifact lacks the array {shown(name)} its user encoder ({art.manifest['user_encoder']['kind']}) "
                             "needs; rebuild it")
     return a
 
@@ -127,8 +127,8 @@ def user_encoder_from(ue: dict, vectors: np.ndarray, art: Artifact, *, hybrid_we
         if kind == "sequence":
             return _sequence_model(ue, art, len(art.item_ids)).encoder()
     except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"manifest.json: user_encoder {kind!r} is malformed ({type(e).__name__}: {e})") from None
-    raise ArtifactError(f"manifest.json: unknown user_encoder kind {kind!r}")
+        raise ArtifactError(f"manifest.json: user_encoder {shown(kind)} is malformed ({type(e).__name__}: {e})") from None
+    raise ArtifactError(f"manifest.json: unknown user_encoder kind {shown(kind)}")
 
 
 def _hybrid_part(p: dict, art: Artifact):

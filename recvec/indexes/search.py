@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 from recvec.indexes.spec import QueryParams, check_metric, describe_index, link_unreachable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,7 +138,7 @@ def _canonical(exclude: Sequence[Any], ntotal: int) -> bool:
 
 def _check_k(k: Any, ntotal: int, excl: list[np.ndarray] | None) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise RecvecError(f"k must be a positive integer, got {k!r}")
+        raise RecvecError(f"k must be a positive integer, got {shown(k)}")
     k = int(k)
     if k > ntotal:
         raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
@@ -315,10 +315,10 @@ class ItemIndex:
         0.33 to 0.26 ms (no 25 kB bitmap to build per call)."""
         import faiss
 
-        if self._hnsw is not None:
-            p = faiss.SearchParametersHNSW(efSearch=int(ef))
+        if self._hnsw is not None:  # a beam wider than the catalogue finds nothing more
+            p = faiss.SearchParametersHNSW(efSearch=int(min(ef, max(self.ntotal, k))))
         elif self._ivf is not None:
-            p = faiss.SearchParametersIVF(nprobe=int(nprobe))
+            p = faiss.SearchParametersIVF(nprobe=int(min(nprobe, self.nlist)))
         elif self._selector and excluded is not None:
             p = faiss.SearchParameters()
         else:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.checks import C_INT_MAX
+from recvec.errors import RecvecError, shorten, shown
 
 if TYPE_CHECKING:  # pragma: no cover
     import faiss
@@ -48,7 +49,7 @@ SPEC_HELP = ("flat, hnsw[M][-noreorder], ivf[nlist], ivfsq[nlist], ivfpq[nlist] 
 
 def _positive_int(value: Any, name: str, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise RecvecError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise RecvecError(f"{name} must be an integer >= {minimum}, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class IndexSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise RecvecError(f"unknown index kind {self.kind!r}: use one of {', '.join(KINDS)}")
+            raise RecvecError(f"unknown index kind {shown(self.kind)}: use one of {', '.join(KINDS)}")
         _positive_int(self.M, "index M (HNSW links per node)", minimum=2)
         _positive_int(self.ef_construction, "index ef_construction")
         if self.nlist is not None:
@@ -74,11 +75,11 @@ class IndexSpec:
         if self.pq_m is not None:
             _positive_int(self.pq_m, "index pq_m")
         if self.sq not in SQ_TYPES:
-            raise RecvecError(f"unknown scalar quantiser {self.sq!r}: use one of {', '.join(SQ_TYPES)}")
+            raise RecvecError(f"unknown scalar quantiser {shown(self.sq)}: use one of {', '.join(SQ_TYPES)}")
         if (self.kind == "factory") != bool(self.factory):
             raise RecvecError("a factory string is needed exactly when kind is 'factory'")
         if not isinstance(self.reorder, bool):
-            raise RecvecError(f"index reorder must be true or false, got {self.reorder!r}")
+            raise RecvecError(f"index reorder must be true or false, got {shown(self.reorder)}")
 
     @classmethod
     def parse(cls, text: str) -> IndexSpec:
@@ -90,21 +91,21 @@ class IndexSpec:
         if m:
             kind, num, noreorder = m.group(1), m.group(2), bool(m.group(3))
             if noreorder and kind != "hnsw":
-                raise RecvecError(f"index spec {raw!r}: only hnsw takes '-noreorder'; use {SPEC_HELP}")
+                raise RecvecError(f"index spec {shown(raw)}: only hnsw takes '-noreorder'; use {SPEC_HELP}")
             if noreorder:
                 return cls(kind=kind, reorder=False, **({"M": int(num)} if num else {}))
             if not num:
                 return cls(kind=kind)
             if kind == "flat":
-                raise RecvecError(f"index spec {raw!r}: 'flat' takes no number; use {SPEC_HELP}")
+                raise RecvecError(f"index spec {shown(raw)}: 'flat' takes no number; use {SPEC_HELP}")
             n = int(num)
             if n < 1:
-                raise RecvecError(f"index spec {raw!r}: the number must be >= 1")
+                raise RecvecError(f"index spec {shown(raw)}: the number must be >= 1")
             return cls(kind=kind, M=n) if kind == "hnsw" else cls(kind=kind, nlist=n)
         # FAISS factory strings name their parts in upper case ("IVF64,Flat", "PQ16", "HNSW32").
         if _FACTORY_CHARS.match(raw) and raw[0].isupper():
             return cls(kind="factory", factory=raw)
-        raise RecvecError(f"unknown index spec {raw!r}: use {SPEC_HELP}")
+        raise RecvecError(f"unknown index spec {shown(raw)}: use {SPEC_HELP}")
 
     def __str__(self) -> str:
         if self.kind == "factory":
@@ -201,9 +202,9 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
     try:
         index = faiss.index_factory(d, text, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        raise RecvecError(f"FAISS cannot build index {str(spec)!r} for dimension {d}: "
+        raise RecvecError(f"FAISS cannot build index {shown(str(spec))} for dimension {d}: "
                           f"{_faiss_message(e)}") from None
-    check_metric(index, f"index {str(spec)!r}")
+    check_metric(index, f"index {shown(str(spec))}")
     hnsw = _find_hnsw(index)
     if hnsw is not None:
         if spec.kind == "hnsw":
@@ -213,7 +214,7 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
     if ivf is not None:
         ivf.nprobe = default_nprobe(ivf.nlist)
         if ivf.nlist > n:
-            raise RecvecError(f"index {str(spec)!r} has {ivf.nlist} lists but only {n} vectors to train "
+            raise RecvecError(f"index {shown(str(spec))} has {ivf.nlist} lists but only {n} vectors to train "
                               f"them; use fewer lists (e.g. IVF{max(1, n // _POINTS_PER_CENTROID)})")
     try:
         if not index.is_trained:
@@ -221,10 +222,10 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
             index.train(x)
         index.add(x)
     except RuntimeError as e:
-        raise RecvecError(f"FAISS cannot train/fill index {str(spec)!r} with {n} vectors: "
+        raise RecvecError(f"FAISS cannot train/fill index {shown(str(spec))} with {n} vectors: "
                           f"{_faiss_message(e)}") from None
     if index.ntotal != n:
-        raise RecvecError(f"index {str(spec)!r} holds {index.ntotal} vectors after adding {n}")
+        raise RecvecError(f"index {shown(str(spec))} holds {index.ntotal} vectors after adding {n}")
     if hnsw is not None:
         link_unreachable(index, x)
         if spec.kind == "hnsw" and spec.reorder:
@@ -470,8 +471,9 @@ class QueryParams:
         for name in ("ef_search", "nprobe"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise RecvecError(f"{_FLAGS[name]} ({name}) must be a positive integer, got {value!r}")
+                                      or not 1 <= value <= C_INT_MAX):
+                raise RecvecError(f"{_FLAGS[name]} ({name}) must be an integer from 1 to {C_INT_MAX}, "
+                                  f"got {shorten(repr(value))}")
 
     def check(self, k: int, *, is_hnsw: bool, nlist: int | None) -> None:
         """Refuse parameters that do not apply to this index or are out of range for k."""

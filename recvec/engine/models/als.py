@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from recvec.checks import MAX_FACTORS, MAX_ITERATIONS, SEED_MAX, check_float, check_int
+from recvec.errors import RecvecError
+
 
 @dataclass(frozen=True)
 class ALSConfig:
@@ -19,12 +22,11 @@ class ALSConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from recvec.errors import RecvecError
-
-        if self.factors <= 0 or self.iterations <= 0:
-            raise RecvecError(f"ALS factors and iterations must be positive (got {self.factors}, {self.iterations})")
-        if self.regularization < 0 or self.alpha <= 0:
-            raise RecvecError(f"ALS regularization must be >= 0 and alpha > 0 (got {self.regularization}, {self.alpha})")
+        check_int("ALS factors", self.factors, 1, MAX_FACTORS)
+        check_int("ALS iterations", self.iterations, 1, MAX_ITERATIONS)
+        check_float("ALS regularization", self.regularization, 0.0)
+        check_float("ALS alpha", self.alpha, 0.0, lo_open=True)
+        check_int("ALS seed", self.seed, 0, SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ALSModel:
 def fit_als(matrix: sp.csr_matrix, config: ALSConfig = ALSConfig(), *, progress: bool = False) -> ALSModel:
     """Fit implicit's CPU ALS on a users x items CSR matrix, OpenBLAS held to one thread."""
     from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.recommender_base import ModelFitError
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads on construction
@@ -47,7 +50,12 @@ def fit_als(matrix: sp.csr_matrix, config: ALSConfig = ALSConfig(), *, progress:
             iterations=config.iterations,
             random_state=config.seed,
         )
-        model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=progress)
+        try:
+            model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=progress)
+        except ModelFitError as e:  # NaN/inf factors: the confidences overflowed float32
+            raise RecvecError(f"ALS fit failed ({e}) with alpha={config.alpha:g}, regularization="
+                              f"{config.regularization:g}, factors={config.factors}: lower alpha "
+                              "(confidence = 1 + alpha x value must stay well inside float32)") from None
     return ALSModel(
         config=config,
         user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),

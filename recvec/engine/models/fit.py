@@ -34,7 +34,7 @@ from recvec.engine.split import Split
 from recvec.engine.users import ALSFoldIn, MeanEncoder, UserEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.engine.weighting import NONE, RecencyWeighting, time_decay_matrix, weighting_or_none
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 MODEL_KINDS = ("popular", "als", "als-time", "text", "hybrid", "sequence")
 #: Hybrid part pairs (first part gets the weight w, the second 1 − w).
@@ -61,7 +61,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
-            raise RecvecError(f"unknown --model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+            raise RecvecError(f"unknown --model {shown(self.kind)}; choose one of {', '.join(MODEL_KINDS)}")
         if self.pooling is None:  # resolve here so names and manifests always say which pooling ran
             from recvec.engine.models.text import E5_ALIASES
 
@@ -249,7 +249,9 @@ def text_vectors(catalog: Catalog, config: ModelConfig, cache_dir: Path | None, 
 
 def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: bool = False,
               cache_dir: Path | None = None, threads: int | None = None) -> ItemModel:
-    """Fit the configured model on the train split (``threads``: torch threads for ``sequence``)."""
+    """Fit the configured model on the train split (``threads``: torch threads for ``sequence``).
+    Raises DataError when the train split is empty."""
+    split.require_train()
     pop_train = popularity_scores(split.matrix)
     if config.kind == "popular":
         vecs = pop_train[:, None].astype(np.float32)

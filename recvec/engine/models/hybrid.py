@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 PART_NAMES = ("als", "text", "sequence")
 
 
 def check_weight(w: float, what: str = "hybrid weight") -> float:
     if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not (0.0 <= w <= 1.0):
-        raise RecvecError(f"{what} must be a number in [0, 1] (the first part's share), got {w!r}")
+        raise RecvecError(f"{what} must be a number in [0, 1] (the first part's share), got {shown(w)}")
     return float(w)
 
 
@@ -74,7 +74,7 @@ class Part:
 
     def __post_init__(self):
         if self.name not in PART_NAMES:
-            raise RecvecError(f"unknown hybrid part {self.name!r}; choose from {', '.join(PART_NAMES)}")
+            raise RecvecError(f"unknown hybrid part {shown(self.name)}; choose from {', '.join(PART_NAMES)}")
 
 
 class RemappedEncoder:

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from recvec.errors import ArtifactError, RecvecError
+from recvec.checks import MAX_FACTORS, MAX_ITERATIONS, check_int
+from recvec.errors import ArtifactError, RecvecError, shown
 
 ARCHES = ("sasrec", "gru")
 SAMPLINGS = ("uniform", "popularity")
@@ -54,13 +55,13 @@ class SequenceConfig:
 
     def __post_init__(self):
         if self.arch not in ARCHES:
-            raise RecvecError(f"sequence arch must be one of {', '.join(ARCHES)} (got {self.arch!r})")
-        for name in ("dim", "max_len", "layers", "heads", "epochs", "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                raise RecvecError(f"sequence {name} must be a positive integer (got {v!r})")
+            raise RecvecError(f"sequence arch must be one of {', '.join(ARCHES)} (got {shown(self.arch)})")
+        limits = {"dim": MAX_FACTORS, "max_len": 100_000, "layers": 64, "heads": 64, "epochs": MAX_ITERATIONS,
+                  "batch_size": 1_000_000}
+        for name, hi in limits.items():
+            check_int(f"sequence {name}", getattr(self, name), 1, hi)
         if self.sampling not in SAMPLINGS:
-            raise RecvecError(f"sequence sampling must be one of {', '.join(SAMPLINGS)} (got {self.sampling!r})")
+            raise RecvecError(f"sequence sampling must be one of {', '.join(SAMPLINGS)} (got {shown(self.sampling)})")
         if self.arch == "sasrec" and self.dim % self.heads != 0:
             raise RecvecError(f"sequence dim ({self.dim}) must be divisible by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -70,7 +71,7 @@ class SequenceConfig:
         if self.weight_decay < 0:
             raise RecvecError(f"sequence weight_decay must be >= 0 (got {self.weight_decay})")
         if not isinstance(self.negatives, (int, np.integer)) or self.negatives < 0:
-            raise RecvecError(f"sequence negatives must be an integer >= 0 (got {self.negatives!r})")
+            raise RecvecError(f"sequence negatives must be an integer >= 0 (got {shown(self.negatives)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,7 +260,7 @@ class SequenceModel:
             raise ArtifactError(f"sequence weights do not match config {config}: missing {missing}, unexpected {extra}")
         for k, v in expected.items():
             if tuple(arrays[k].shape) != tuple(v.shape):
-                raise ArtifactError(f"sequence weight {k!r} has shape {arrays[k].shape}, config expects {tuple(v.shape)}")
+                raise ArtifactError(f"sequence weight {shown(k)} has shape {arrays[k].shape}, config expects {tuple(v.shape)}")
         module.load_state_dict({k: torch.from_numpy(np.array(arrays[k], dtype=np.float32)) for k in expected})
         module.eval()
         return cls(config=config, num_items=num_items, module=module)

@@ -26,7 +26,7 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_BATCH_SIZE = 64
@@ -148,7 +148,7 @@ def _hub_offline() -> bool:
 def _load_error(name_or_path: str, exc: BaseException, local: bool, local_only: bool) -> RecvecError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if local:
-        return RecvecError(f"could not load text encoder from local path {name_or_path!r}: {detail}")
+        return RecvecError(f"could not load text encoder from local path {shown(name_or_path)}: {detail}")
     hint = "Use a packaged encoder ('minilm' or 'e5-small') or a local model directory."
     if local_only:
         why = (
@@ -157,15 +157,15 @@ def _load_error(name_or_path: str, exc: BaseException, local: bool, local_only: 
             else "only local files were allowed (offline)"
         )
         return RecvecError(
-            f"could not load text encoder {name_or_path!r}: it is not in the local Hugging Face "
+            f"could not load text encoder {shown(name_or_path)}: it is not in the local Hugging Face "
             f"cache and {why}. {hint}"
         )
     if any(w in detail.lower() for w in ("connect", "offline", "network", "resolve host")):
         return RecvecError(
-            f"could not load text encoder {name_or_path!r}: the Hugging Face hub is unreachable "
+            f"could not load text encoder {shown(name_or_path)}: the Hugging Face hub is unreachable "
             f"(offline?) and the model is not in the local cache. {hint}"
         )
-    return RecvecError(f"could not load text encoder {name_or_path!r}: {detail}")
+    return RecvecError(f"could not load text encoder {shown(name_or_path)}: {detail}")
 
 
 @contextlib.contextmanager
@@ -250,7 +250,7 @@ class TransformersEmbedder(_EmbedderBase):
     ) -> None:
         if pooling not in TRANSFORMERS_POOLINGS:
             raise RecvecError(
-                f"unknown pooling {pooling!r} for a transformers encoder; "
+                f"unknown pooling {shown(pooling)} for a transformers encoder; "
                 f"expected one of {', '.join(TRANSFORMERS_POOLINGS)}"
             )
         if int(max_length) < 2:
@@ -454,7 +454,7 @@ def _minilm_path() -> tuple[Path, str]:
 def _check_pooling(pooling: str | None, allowed: Sequence[str], encoder: str) -> None:
     if pooling is not None and pooling not in allowed:
         raise RecvecError(
-            f"unknown pooling {pooling!r} (--pooling) for encoder {encoder!r}; "
+            f"unknown pooling {shown(pooling)} (--pooling) for encoder {shown(encoder)}; "
             f"allowed: {', '.join(allowed)}"
         )
 

@@ -42,12 +42,21 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from recvec.errors import RecvecError
+from recvec.errors import RecvecError, shown
 from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, QueryParams, default_nprobe
 
 ID_FIELD = "id"
 VECTOR_FIELD = "vec"
 METRIC = "IP"
+#: Every collection recvec creates carries this description: only those does it ever drop.
+_DESCRIPTION = "recvec item vectors; id = catalogue row number"
+_MARK = "recvec"  # ... and this collection property (Milvus Lite keeps properties, not descriptions)
+
+
+def _written_by_recvec(described: dict) -> bool:
+    """Whether a collection (``describe_collection``'s answer) is one recvec created."""
+    props = described.get("properties") or {}
+    return str(described.get("description", "")).startswith(_DESCRIPTION) or props.get(_MARK) == _DESCRIPTION
 #: Milvus caps topk (limit) at 16384 per search.
 MAX_TOP_K = 16384
 #: Milvus caps HNSW ef at 32768 and IVF nlist at 65536.
@@ -87,22 +96,22 @@ def resolve_uri(uri: str | os.PathLike[str]) -> tuple[str, str]:
     if _SERVER_URI.match(text):
         return text.rstrip("/"), "server"
     if "://" in text:
-        raise RecvecError(f"Milvus URI {text!r}: unsupported scheme; use a local FILE.db path (Milvus Lite) "
+        raise RecvecError(f"Milvus URI {shown(text)}: unsupported scheme; use a local FILE.db path (Milvus Lite) "
                           "or http://HOST:19530 (Milvus server)")
     if not text.endswith(".db"):
-        raise RecvecError(f"Milvus URI {text!r}: use a local path ending in .db (Milvus Lite) "
+        raise RecvecError(f"Milvus URI {shown(text)}: use a local path ending in .db (Milvus Lite) "
                           "or http://HOST:19530 (Milvus server)")
     path = os.path.abspath(os.path.expanduser(text))
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
-        raise RecvecError(f"Milvus Lite URI {text!r}: folder {parent} does not exist")
+        raise RecvecError(f"Milvus Lite URI {shown(text)}: folder {parent} does not exist")
     return path, "lite"
 
 
 def check_collection_name(name: str) -> str:
     """Milvus collection names: a letter or _, then letters, digits or _, at most 255 characters."""
     if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
-        raise RecvecError(f"Milvus collection name {name!r} is invalid: use letters, digits and _, "
+        raise RecvecError(f"Milvus collection name {shown(name)} is invalid: use letters, digits and _, "
                           "starting with a letter or _ (at most 255 characters)")
     return name
 
@@ -115,8 +124,8 @@ def milvus_index_params(spec: IndexSpec, n: int, d: int, *, mode: str) -> tuple[
     supported = LITE_KINDS if mode == "lite" else SERVER_KINDS
     flavour = "Milvus Lite" if mode == "lite" else "a Milvus server"
     if spec.kind not in supported:
-        what = (f"FAISS factory string {spec.factory!r}" if spec.kind == "factory"
-                else f"index kind {spec.kind!r}")
+        what = (f"FAISS factory string {shown(spec.factory)}" if spec.kind == "factory"
+                else f"index kind {shown(spec.kind)}")
         raise RecvecError(f"{what} is not supported on {flavour}; supported kinds: {', '.join(supported)}"
                           + (" (ivfpq needs a Milvus server)" if mode == "lite" and spec.kind == "ivfpq" else ""))
     if spec.kind == "flat":
@@ -214,7 +223,7 @@ def _check_queries(queries: Any, dim: int) -> np.ndarray:
 def _check_k(k: Any, ntotal: int, sets: list[np.ndarray | None]) -> int:
     """k as ItemIndex takes it: 1 <= k <= ntotal - (each query's excluded rows); also Milvus's cap."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise RecvecError(f"k must be a positive integer, got {k!r}")
+        raise RecvecError(f"k must be a positive integer, got {shown(k)}")
     k = int(k)
     if k > ntotal:
         raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
@@ -307,7 +316,7 @@ class MilvusIndex:
         collection = check_collection_name(collection)
         x = _check_vectors(vectors, "index vectors")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise RecvecError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise RecvecError(f"batch_size must be a positive integer, got {shown(batch_size)}")
         n, d = x.shape
         if not isinstance(spec, IndexSpec):
             raise RecvecError(f"spec must be an IndexSpec, got {type(spec).__name__}")
@@ -316,11 +325,15 @@ class MilvusIndex:
         client = _connect(uri, mode, token, timeout)
         created = False
         try:
-            with _milvus_errors(f"creating collection {collection!r} at {uri}"):
+            with _milvus_errors(f"creating collection {shown(collection)} at {uri}"):
                 if client.has_collection(collection):
                     if not drop_existing:
-                        raise RecvecError(f"Milvus collection {collection!r} already exists at {uri}; "
+                        raise RecvecError(f"Milvus collection {shown(collection)} already exists at {uri}; "
                                           "drop it or choose another collection name")
+                    if not _written_by_recvec(client.describe_collection(collection)):
+                        raise RecvecError(f"Milvus collection {shown(collection)} at {uri} was not written by recvec "
+                                          "(it lacks recvec's description and property); refusing to replace "
+                                          "it: choose another collection name")
                     client.drop_collection(collection)
                 cls._create_collection(client, collection, d)
                 created = True
@@ -330,7 +343,7 @@ class MilvusIndex:
                 client.load_collection(collection)
                 count = int(client.get_collection_stats(collection).get("row_count", -1))
             if count != n:
-                raise RecvecError(f"Milvus collection {collection!r} at {uri} holds {count} rows after "
+                raise RecvecError(f"Milvus collection {shown(collection)} at {uri} holds {count} rows after "
                                   f"inserting {n}")
         except BaseException:
             if created:
@@ -348,10 +361,11 @@ class MilvusIndex:
         from pymilvus import DataType
 
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False,
-                                      description="recvec item vectors; id = catalogue row number")
+                                      description=_DESCRIPTION)
         schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(d))
-        client.create_collection(collection, schema=schema, consistency_level="Strong")
+        client.create_collection(collection, schema=schema, consistency_level="Strong",
+                                 properties={_MARK: _DESCRIPTION})
 
     @staticmethod
     def _insert(client: Any, collection: str, x: np.ndarray, batch_size: int, progress: bool) -> None:
@@ -366,7 +380,7 @@ class MilvusIndex:
                 got = int(res.get("insert_count", stop - start)) if isinstance(res, dict) else stop - start
                 if got != stop - start:
                     raise RecvecError(f"Milvus accepted {got} of {stop - start} rows {start}..{stop - 1} "
-                                      f"into {collection!r}")
+                                      f"into {shown(collection)}")
                 bar.update(stop - start)
 
     @staticmethod
@@ -386,10 +400,10 @@ class MilvusIndex:
             if str(info.get("state", "")).lower() == "finished" or (indexed is not None and int(indexed) >= n):
                 return
             if str(info.get("state", "")).lower() == "failed":
-                raise RecvecError(f"Milvus failed to build the {index_type} index on {collection!r}: "
+                raise RecvecError(f"Milvus failed to build the {index_type} index on {shown(collection)}: "
                                   f"{info.get('index_state_fail_reason', info)}")
             if time.monotonic() > deadline:
-                raise RecvecError(f"Milvus {index_type} index on {collection!r} not built after {timeout:.0f} s "
+                raise RecvecError(f"Milvus {index_type} index on {shown(collection)} not built after {timeout:.0f} s "
                                   f"({indexed} of {n} rows indexed)")
             time.sleep(0.5)
 
@@ -401,17 +415,17 @@ class MilvusIndex:
         uri, mode = resolve_uri(uri)
         client = _connect(uri, mode, token, timeout)
         try:
-            with _milvus_errors(f"opening collection {collection!r} at {uri}"):
+            with _milvus_errors(f"opening collection {shown(collection)} at {uri}"):
                 if not client.has_collection(collection):
-                    raise RecvecError(f"no Milvus collection {collection!r} at {uri}")
+                    raise RecvecError(f"no Milvus collection {shown(collection)} at {uri}")
                 dim = cls._check_schema(client.describe_collection(collection), collection, uri)
                 names = client.list_indexes(collection, field_name=VECTOR_FIELD) or []
                 if not names:
-                    raise RecvecError(f"Milvus collection {collection!r} at {uri} has no index on {VECTOR_FIELD!r}")
+                    raise RecvecError(f"Milvus collection {shown(collection)} at {uri} has no index on {shown(VECTOR_FIELD)}")
                 info = client.describe_index(collection, index_name=names[0]) or {}
                 metric = str(info.get("metric_type", "")).upper()
                 if metric != METRIC:
-                    raise RecvecError(f"Milvus collection {collection!r} at {uri} uses metric {metric or '?'}, "
+                    raise RecvecError(f"Milvus collection {shown(collection)} at {uri} uses metric {metric or '?'}, "
                                       f"not inner product ({METRIC}); recvec only serves inner-product indexes")
                 index_type = str(info.get("index_type", "")).upper()
                 client.load_collection(collection)
@@ -421,7 +435,7 @@ class MilvusIndex:
             raise
         if ntotal < 1:
             client.close()
-            raise RecvecError(f"Milvus collection {collection!r} at {uri} is empty")
+            raise RecvecError(f"Milvus collection {shown(collection)} at {uri} is empty")
         return cls(client, uri=uri, mode=mode, collection=collection, dim=dim, ntotal=ntotal,
                    index_type=index_type, index_params=_index_build_params(info), query_batch=query_batch)
 
@@ -432,11 +446,11 @@ class MilvusIndex:
         fields = {f.get("name"): f for f in desc.get("fields", [])}
         pk, vec = fields.get(ID_FIELD), fields.get(VECTOR_FIELD)
         if pk is None or pk.get("type") != DataType.INT64 or not pk.get("is_primary"):
-            raise RecvecError(f"Milvus collection {collection!r} at {uri} has no INT64 primary key {ID_FIELD!r}; "
+            raise RecvecError(f"Milvus collection {shown(collection)} at {uri} has no INT64 primary key {shown(ID_FIELD)}; "
                               "was it made by recvec?")
         if vec is None or vec.get("type") != DataType.FLOAT_VECTOR:
-            raise RecvecError(f"Milvus collection {collection!r} at {uri} has no FLOAT_VECTOR field "
-                              f"{VECTOR_FIELD!r}; was it made by recvec?")
+            raise RecvecError(f"Milvus collection {shown(collection)} at {uri} has no FLOAT_VECTOR field "
+                              f"{shown(VECTOR_FIELD)}; was it made by recvec?")
         return int((vec.get("params") or {}).get("dim", 0))
 
     # -- the search contract --------------------------------------------------------------------
@@ -484,7 +498,7 @@ class MilvusIndex:
         HNSW returned 1 row for some filters whatever ef was); ``fallbacks`` counts those.
         """
         if self._dropped:
-            raise RecvecError(f"Milvus collection {self.collection!r} at {self.uri} was dropped")
+            raise RecvecError(f"Milvus collection {shown(self.collection)} at {self.uri} was dropped")
         q = _check_queries(queries, self._dim)
         n = q.shape[0]
         sets = _exclusion_sets(exclude, n, self._ntotal)
@@ -496,7 +510,7 @@ class MilvusIndex:
         groups: dict[bytes | None, list[int]] = {}
         for i, rows in enumerate(sets):
             groups.setdefault(None if rows is None else rows.tobytes(), []).append(i)
-        with _milvus_errors(f"searching collection {self.collection!r} at {self.uri}"):
+        with _milvus_errors(f"searching collection {shown(self.collection)} at {self.uri}"):
             for members in groups.values():
                 excl = sets[members[0]]
                 expr = exclusion_filter(excl)
@@ -534,7 +548,7 @@ class MilvusIndex:
             out_rows[qi], out_scores[qi] = -1, -np.inf
             got[qi] = self._fill(out_rows[qi], out_scores[qi], hits[0], excl)
             if got[qi] < k:
-                raise RecvecError(f"Milvus collection {self.collection!r} at {self.uri} returned only "
+                raise RecvecError(f"Milvus collection {shown(self.collection)} at {self.uri} returned only "
                                   f"{got[qi]} of k={k} rows for query {qi} even unfiltered "
                                   f"({n_excl} excluded); is the collection fully loaded?")
 
@@ -576,7 +590,7 @@ class MilvusIndex:
 
     def drop(self) -> None:
         """Drop the collection from Milvus (its data is gone; this object can no longer search)."""
-        with _milvus_errors(f"dropping collection {self.collection!r} at {self.uri}"):
+        with _milvus_errors(f"dropping collection {shown(self.collection)} at {self.uri}"):
             self._client.drop_collection(self.collection)
         self._dropped = True
 
@@ -594,5 +608,5 @@ class MilvusIndex:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"MilvusIndex(uri={self.uri!r}, collection={self.collection!r}, {self.index_type} "
+        return (f"MilvusIndex(uri={shown(self.uri)}, collection={shown(self.collection)}, {self.index_type} "
                 f"{self.index_params}, ntotal={self._ntotal}, dim={self._dim})")
