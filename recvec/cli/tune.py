@@ -1,0 +1,112 @@
+"""`recvec tune` (selection on the validation split) and `recvec presets`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from recvec.checks import MAX_ITERATIONS
+from recvec.cli.common import SEED, count, data_options, emit_table, show_progress
+
+
+@click.command("tune")
+@data_options
+@click.option("--budget", type=count(1, 100_000), default=30, show_default=True,
+              help="ALS fits on the validation split (each also tries query-time recency weightings); "
+                   "30 take 7-10 minutes on ML-1M with one BLAS thread (2 shared cores).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Search seed (which neighbours are tried).")
+@click.option("--hybrid/--no-hybrid", default=True, show_default=True,
+              help="Also tune an ALS + text hybrid (encodes the catalogue once with --encoder).")
+@click.option("--encoder", default="minilm", show_default=True, help="Text encoder for the hybrid.")
+@click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default=None,
+              help="Text pooling for the hybrid (default: cls, or mean for e5-small).")
+@click.option("--sequence/--no-sequence", default=False, show_default=True,
+              help="Also train the sequence encoder once on validation and evaluate it, alone and in ALS + "
+                   "sequence hybrids, after every epoch (epochs chosen on validation; tens of minutes on CPU).")
+@click.option("--sequence-epochs", type=count(1, MAX_ITERATIONS), default=None,
+              help="Most epochs the sequence encoder may get (default: its configured epochs).")
+@click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K (selection by Recall@K).")
+@click.option("--out", default="recvec-tune.json", show_default=True,
+              help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
+                   "as --preset FILE).")
+@click.option("--json", "as_json", is_flag=True, help="Print the saved JSON instead of a summary.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, sequence_epochs, k, out,
+             as_json, quiet):
+    """Select hyperparameters on a validation split, then report test once.
+
+    Validation: each user's second-to-last positive is held out from train; the test split (each
+    user's last positive) is never read while selecting. The chosen configuration is refitted on
+    the full train split and evaluated on test exactly once."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from recvec.engine.data import load_dataset
+    from recvec.engine.models.sequence import SequenceConfig
+    from recvec.engine.split import leave_last_out
+    from recvec.engine.tune import TuneSettings, tune
+
+    seq = SequenceConfig() if sequence_epochs is None else replace(SequenceConfig(), epochs=sequence_epochs)
+    settings = TuneSettings(budget=budget, seed=seed, k=k, hybrid=hybrid, encoder=encoder, pooling=pooling,
+                            sequence=sequence, sequence_config=seq)
+    progress = show_progress(quiet)
+    ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
+    split = leave_last_out(ds.ratings, threshold)
+    t_start = time.perf_counter()
+
+    def report(event: str, info: dict) -> None:
+        if quiet or as_json:
+            return
+        t = time.perf_counter() - t_start
+        if event == "validation":
+            click.echo(f"[{t:6.0f}s] validation split: train {info['train_rows']:,} rows, "
+                       f"{info['held_out_rows']:,} held out (each user's second-to-last positive)", err=True)
+        elif event == "trial":
+            click.echo(f"[{t:6.0f}s] #{info['n']:<3} {info['stage']:<22} val R@{k} {info['val_recall']:.4f} "
+                       f"NDCG@{k} {info['val_ndcg']:.4f}  {info['model']}", err=True)
+        elif event == "selected":
+            click.echo(f"[{t:6.0f}s] selected on validation: {info['model']} (val R@{k} {info['val_recall']:.4f}); "
+                       "refitting on the full train split for the one test evaluation", err=True)
+
+    result = tune(split, ds.catalog, settings, report=report, progress=progress)
+    payload = {**result.to_dict(), "data": ds.source, "data_fingerprint": ds.fingerprint,
+               "command": "recvec " + " ".join(sys.argv[1:])}
+    Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    test = payload.get("test", {})
+    click.echo(f"chosen: {result.chosen.config.name}  (validation Recall@{k} {result.chosen.recall:.4f}, "
+               f"NDCG@{k} {result.chosen.ndcg:.4f}; {len(result.trials)} trials in {result.seconds:.0f} s)")
+    click.echo(f"test (once): Recall@{k} {test.get('recall', float('nan')):.4f}  NDCG@{k} "
+               f"{test.get('ndcg', float('nan')):.4f}  Recall@20 {test.get('recall@20', float('nan')):.4f}  "
+               f"users {test.get('users', 0):,}")
+    click.echo(f"saved {out} (use it with --preset {out})")
+
+
+
+
+@click.command("presets")
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def presets_cmd(as_json):
+    """List the packaged model presets with their measured figures."""
+    from recvec.engine.presets import list_presets
+
+    presets = list_presets()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in presets], indent=2))
+        return
+    rows = [{"name": p.name, "model": p.model.name, "index": p.index,
+             "recall": p.measured.get("recall@10"), "ndcg": p.measured.get("ndcg@10"),
+             "recall20": p.measured.get("recall@20"), "data": p.measured.get("data", "")} for p in presets]
+    emit_table(rows, [("name", "preset", ""), ("recall", "Recall@10", ".4f"), ("ndcg", "NDCG@10", ".4f"),
+                      ("recall20", "Recall@20", ".4f"), ("index", "index", ""), ("model", "model", ""),
+                      ("data", "measured on", "")])
+    for p in presets:
+        if p.description:
+            click.echo(f"{p.name}: {p.description}")
+        if p.measured.get("command"):
+            click.echo(f"  reproduce: {p.measured['command']}")
