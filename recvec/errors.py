@@ -2,7 +2,14 @@
 
 
 class RecvecError(Exception):
-    """A user-facing error: bad input, missing file, unknown id, corrupt artifact."""
+    """A user-facing error: bad input, missing file, unknown id, corrupt artifact.
+
+    ``params`` names the library parameters the message refers to by name (e.g. ``("ef_search",)``);
+    the CLI shows them as its flags (``--ef-search``)."""
+
+    def __init__(self, *args, params: tuple[str, ...] = ()):
+        super().__init__(*args)
+        self.params = tuple(params)
 
 
 class DataError(RecvecError):

@@ -12,9 +12,15 @@ import pytest
 
 from recvec.errors import ArtifactError, RecvecError
 from recvec.indexes import artifact as art
-from recvec.indexes.artifact import FORMAT_VERSION, Artifact, load_artifact, save_artifact
-from recvec.indexes.search import ItemIndex
-from recvec.indexes.spec import IndexSpec, build_index
+from recvec.indexes.artifact import (
+    FORMAT_VERSION,
+    Artifact,
+    load_artifact,
+    save_artifact,
+)
+from recvec.indexes.backends.faiss import ItemIndex
+from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes.spec import IndexSpec
 
 N, D = 300, 16
 
@@ -288,7 +294,7 @@ def test_failed_save_leaves_the_existing_artifact_loadable(saved, monkeypatch):
     leaves the previous artifact in place and no temp directory behind."""
     dest, parts = saved
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
-    real = art._npy_bytes
+    real = art.npy_bytes
     calls = {"n": 0}
 
     def failing(a):
@@ -297,7 +303,7 @@ def test_failed_save_leaves_the_existing_artifact_loadable(saved, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(a)
 
-    monkeypatch.setattr(art, "_npy_bytes", failing)
+    monkeypatch.setattr(art, "npy_bytes", failing)
     with pytest.raises(ArtifactError, match=f"cannot write the artifact {dest}: No space left on device"):
         save_artifact(dest, **make(seed=1))
     monkeypatch.undo()

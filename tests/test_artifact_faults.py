@@ -39,7 +39,8 @@ import pytest
 
 from recvec.errors import ArtifactError
 from recvec.indexes.artifact import Artifact, load_artifact, save_artifact
-from recvec.indexes.spec import IndexSpec, build_index
+from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes.spec import IndexSpec
 
 TESTS = Path(__file__).resolve().parent
 N, D = 300, 16

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from recvec.benchmarks import runner
+from recvec.benchmarks import baselines, flags, runner, sweep
 from recvec.benchmarks.catalogs import CatalogSpec, make_catalogue, structure_summary
 from recvec.benchmarks.report import markdown_table, pareto_frontier
 from recvec.benchmarks.results import ResultStore, params_hash
@@ -240,16 +240,16 @@ def test_synthetic_catalogue_is_seeded_structured_and_chunked():
 
 
 def test_query_settings_and_pareto():
-    hnsw = runner.query_settings({"ef_search": 64}, 10, ef_search=(8, 16, 128))
+    hnsw = sweep.query_settings({"ef_search": 64}, 10, ef_search=(8, 16, 128))
     assert [s["ef_search"] for s in hnsw] == [16, 64, 128] and [s["default"] for s in hnsw] == [False, True, False]
-    ivf = runner.query_settings({"nlist": 20, "nprobe": 3}, 10)
+    ivf = sweep.query_settings({"nlist": 20, "nprobe": 3}, 10)
     assert [s["nprobe"] for s in ivf] == [1, 2, 3, 4, 8, 16, 20]
-    assert runner.query_settings({"ntotal": 5}, 10) == [{"default": True}]
+    assert sweep.query_settings({"ntotal": 5}, 10) == [{"default": True}]
     front = pareto_frontier([(0.5, 100), (0.9, 50), (0.8, 40), (0.99, 10), (0.4, 90)])
     assert front == [(0.5, 100), (0.9, 50), (0.99, 10)]
-    assert runner.parse_ints("16, 64,1e3", "--x") == (16, 64, 1000)
+    assert flags.parse_ints("16, 64,1e3", "--x") == (16, 64, 1000)
     with pytest.raises(RecvecError, match="--x"):
-        runner.parse_ints("1.5", "--x")
+        flags.parse_ints("1.5", "--x")
     table = markdown_table([{"a": "x|y", "b": 0.5}], [("a", "A", ""), ("b", "B", ".2f")])
     assert table.splitlines()[2] == "| x\\|y | 0.50 |"
 
@@ -260,7 +260,7 @@ def test_machine_info_records_threads_and_load():
     assert "numpy" in m["versions"] and "python" in m["versions"]
     if hasattr(os, "getloadavg"):
         assert len(m["load_average"]) == 3
-    mm = runner.matmul_gflops(n=128, repeats=1)
+    mm = baselines.matmul_gflops(n=128, repeats=1)
     assert mm["gflops"] > 0
 
 

@@ -116,3 +116,24 @@ def test_text_index_free_text_and_similar(synthetic_dir, tmp_path):
     assert any("Robot" in r["title"] for r in res["results"])  # synthetic titles carry genre words
     sim = json.loads(run("query", "similar", "--index", str(out), "--item", "1", "--json").output)
     assert all(r["score"] <= 1.0 + 1e-5 for r in sim["results"])  # cosine of normalised vectors
+
+
+def test_library_parameter_names_are_shown_as_this_commands_flags(als_index, synthetic_dir):
+    """Library errors name their parameters (ef_search, preset, k ...); the CLI writes them as flags."""
+    cases = [
+        (["query", "user", "--index", str(als_index), "--items", "1,2", "-k", "5", "--nprobe", "3"],
+         "Error: --nprobe applies to IVF indexes only"),
+        (["query", "user", "--index", str(als_index), "--items", "1,2", "-k", "20", "--ef-search", "10"],
+         "Error: --ef-search=10 must be >= k (20)"),
+        (["eval", "--data", str(synthetic_dir), "--preset", "no-such-preset"], "Error: unknown --preset 'no-such-preset'"),
+        (["build", "--data", str(synthetic_dir), "--uri", "x.db", "--out", "unused"],
+         "Error: --uri applies to --backend milvus only"),
+        (["query", "similar", "--index", str(als_index), "--item", "1", "-k", "100000"],
+         "Error: -k 100000 is larger than the"),
+    ]
+    for args, expected in cases:
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2 and res.stderr.startswith(expected), (args, res.stderr)
+    from recvec.cli.common import as_flags
+
+    assert as_flags("uri and collection: x", ("uri",), main.get_command(None, "build")) == "--uri and collection: x"

@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner
 
 from recvec.cli import main
-from recvec.indexes import artifact as art
 from recvec.indexes.artifact import load_artifact, save_artifact
 from recvec.indexes.build import open_index
+from recvec.indexes.manifest import RESERVED_KEYS
 
 THREADS = 8
 SPECS = ("flat", "hnsw16", "ivf16")
@@ -167,7 +167,7 @@ def test_reload_while_querying_never_mixes_artifacts(built, synthetic_dir, tmp_p
 
 
 def _head(manifest: dict) -> dict:
-    return {k: v for k, v in manifest.items() if k not in art.RESERVED_KEYS}
+    return {k: v for k, v in manifest.items() if k not in RESERVED_KEYS}
 
 
 def _publisher(dest, versions: list, rounds: int, endpoint_url: str | None = None):

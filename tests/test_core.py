@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from recvec.engine.data import Ratings
-from recvec.engine.evaluate import evaluate_scorer, mask_rows, scorer_from_vectors, target_ranks, topk_excluding
+from recvec.engine.evaluate import (
+    evaluate_scorer,
+    mask_rows,
+    scorer_from_vectors,
+    target_ranks,
+    topk_excluding,
+)
 from recvec.engine.metrics import hit_ranks, ndcg_at_k, overlap_at_k, recall_at_k
 from recvec.engine.split import leave_last_out, positives, validation_split
 from recvec.engine.vocab import Vocabulary

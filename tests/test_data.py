@@ -12,7 +12,12 @@ import pytest
 
 from recvec.engine import data as data_mod
 from recvec.engine.data import Catalog, Dataset, load_dataset
-from recvec.engine.synthetic import GENRES, default_dataset_dir, generate, write_synthetic_movielens
+from recvec.engine.synthetic import (
+    GENRES,
+    default_dataset_dir,
+    generate,
+    write_synthetic_movielens,
+)
 from recvec.errors import DataError, RecvecError, UnknownIdError
 
 # ------------------------------------------------------------------------------ small fixtures

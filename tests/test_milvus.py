@@ -17,13 +17,15 @@ import time
 import numpy as np
 import pytest
 
+from contracts import SearchBackendContract
 from recvec.errors import RecvecError
-from recvec.indexes.backends import SearchBackend, milvus_available
-from recvec.indexes.backends.milvus import (
+from recvec.indexes.backends.base import SearchBackend
+from recvec.indexes.backends.milvus import MilvusIndex
+from recvec.indexes.backends.milvus_client import (
     LITE_KINDS,
-    MilvusIndex,
     default_query_batch,
     exclusion_filter,
+    milvus_available,
     milvus_index_params,
     resolve_uri,
 )
@@ -94,6 +96,33 @@ def hnsw(data, lite_db):
                                batch_size=700)
     yield index
     index.close()
+
+
+# -- the shared backend contract on Milvus Lite --------------------------------------------------
+
+#: Minimum recall@10 on contracts.contract_data() at Milvus's default search settings.
+LITE_CONTRACT_KINDS = {"flat": 1.0, "hnsw": 0.95, "ivf": 0.85}
+
+
+@pytest.fixture(scope="module", params=list(LITE_CONTRACT_KINDS))
+def lite_contract_index(request, lite_db):
+    if not HAVE_LITE:
+        pytest.skip("pymilvus and milvus-lite are not installed")
+    from contracts import contract_data
+
+    index = MilvusIndex.create(lite_db, f"contract_{request.param}", contract_data()["items"],
+                               IndexSpec.parse(request.param))
+    yield request.param, index
+    index.close()
+
+
+class TestMilvusLiteContract(SearchBackendContract):
+    """The backend contract every FAISS index kind passes, on Milvus Lite collections."""
+
+    @pytest.fixture
+    def backend_index(self, lite_contract_index):
+        kind, index = lite_contract_index
+        return kind, index, LITE_CONTRACT_KINDS[kind]
 
 
 # -- no Milvus needed ---------------------------------------------------------------------------
@@ -353,9 +382,9 @@ def test_bad_input_raises_recvec_error(data, flat, tmp_path):
     bad[1, 4] = np.nan
     with pytest.raises(RecvecError, match="NaN"):
         flat.search(bad, K)
-    with pytest.raises(RecvecError, match="2 entries for 3 queries"):
+    with pytest.raises(RecvecError, match="2 entries but there are 3 queries"):
         flat.search(q[:3], K, exclude=[np.array([1]), np.array([2])])
-    with pytest.raises(RecvecError, match="integer row ids"):
+    with pytest.raises(RecvecError, match="integer item rows"):
         flat.search(q[:1], K, exclude=[np.array([1.5])])
     with pytest.raises(RecvecError, match=f"outside 0..{N - 1}: \\[{N}\\]"):
         flat.search(q[:1], K, exclude=[np.array([3, N])])

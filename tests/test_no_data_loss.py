@@ -30,7 +30,8 @@ from recvec.cli import main
 from recvec.engine import storage
 from recvec.errors import ArtifactError, RecvecError
 from recvec.indexes.artifact import load_artifact, save_artifact
-from recvec.indexes.spec import IndexSpec, build_index
+from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes.spec import IndexSpec
 
 N, D = 120, 8
 

@@ -29,7 +29,8 @@ import pytest
 from recvec.engine import storage
 from recvec.errors import ArtifactError
 from recvec.indexes.artifact import load_artifact, save_artifact
-from recvec.indexes.spec import IndexSpec, build_index
+from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes.spec import IndexSpec
 
 PACKAGE = Path(__file__).resolve().parents[1] / "recvec"
 

@@ -15,7 +15,12 @@ from recvec.engine.data import Catalog, Ratings, load_dataset
 from recvec.engine.models import fit as fitmod
 from recvec.engine.models.als import ALSConfig, fit_als
 from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model
-from recvec.engine.models.hybrid import HybridEncoder, Part, hybrid_item_vectors, part_scale
+from recvec.engine.models.hybrid import (
+    HybridEncoder,
+    Part,
+    hybrid_item_vectors,
+    part_scale,
+)
 from recvec.engine.models.sequence import SequenceConfig
 from recvec.engine.split import leave_last_out
 from recvec.engine.users import ALSFoldIn, MeanEncoder
@@ -237,7 +242,7 @@ KIND_CONFIGS = {
 def test_model_config_roundtrip_and_errors():
     for cfg in KIND_CONFIGS.values():
         assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(RecvecError, match="unknown --model"):
+    with pytest.raises(RecvecError, match="unknown model"):
         ModelConfig("nope")
     with pytest.raises(RecvecError, match="unknown keys"):
         ModelConfig.from_dict({"kind": "als", "factors": 3})
@@ -274,7 +279,8 @@ def test_recency_fold_in_follows_the_recent_items(small):
 
 @pytest.mark.parametrize("name", list(KIND_CONFIGS))
 def test_artifact_round_trip_gives_identical_recommendations(name, small, tmp_path, fake_text):
-    from recvec.indexes.build import build_artifact, evaluate_served, open_index, recommender_for
+    from recvec.engine.evaluate import evaluate_served
+    from recvec.indexes.build import build_artifact, open_index, recommender_for
     from recvec.indexes.spec import IndexSpec
 
     ds, split = small
@@ -369,14 +375,14 @@ def test_sequence_weights_are_safetensors_not_pickle(small, tmp_path):
 
 
 def test_packaged_presets_parse():
-    from recvec.engine.presets import list_presets, load_preset, preset_names
+    from recvec.indexes.presets import list_presets, load_preset, preset_names
 
     names = preset_names()
     assert {"best", "lab"} <= set(names)
     for p in list_presets():
         assert p.name in names and p.measured.get("command")
     assert load_preset("lab").model == ModelConfig("als")
-    with pytest.raises(RecvecError, match="unknown --preset"):
+    with pytest.raises(RecvecError, match="unknown preset"):
         load_preset("no-such-preset")
 
 

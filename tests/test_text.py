@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from recvec.engine.models import cache as cache_mod
+from recvec.engine.models.cache import default_cache_dir, encode_cached
 from recvec.engine.models.text import (
     Embedder,
     available_encoders,
     catalog_texts,
-    default_cache_dir,
-    encode_cached,
     get_embedder,
     l2_normalize,
 )

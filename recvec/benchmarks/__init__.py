@@ -1,0 +1,1 @@
+"""The ``recvec bench`` benchmarks: latency and accuracy runs, baselines, stored results, reports."""

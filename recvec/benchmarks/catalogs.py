@@ -8,21 +8,20 @@ factors, so these are built to resemble them:
   sizes; an item is its cluster centre plus within-cluster noise;
 - **low intrinsic dimension**: centres and noise live in an ``intrinsic_dim``-dimensional latent
   space with a power-law spectrum, embedded in d dimensions by a random orthonormal map, plus a
-  little isotropic noise in all d dimensions. The defaults match real spectra (PCA dimensions
-  holding 50% / 90% of the variance of the unit directions): d=64 gives 15 / 42 (ML-1M's ALS
-  factors: 15 / 48), d=384 gives 28 / 115 (all-MiniLM-L6-v2 on ML-1M titles: 30 / 159);
+  little isotropic noise in all d dimensions (the defaults are calibrated on real spectra: see
+  :class:`CatalogSpec`);
 - **norm spread like ALS factors**: each item's direction gets a lognormal norm
-  (``norm_sigma``; 1.2 is the spread of log-norms of ML-1M's 64-factor ALS item factors), and,
-  as in ALS, popular items (the ones histories draw most) have the larger norms.
+  (``norm_sigma``), and, as in ALS, popular items (the ones histories draw most) have the larger
+  norms.
 
-Users: each picks 1-3 clusters and draws a history of lognormal length (median ~57, clipped to
-[16, 500]: ML-1M's train histories) from them, items drawn in proportion to their norm. The query
+Users: each picks 1-3 clusters and draws a history of lognormal length (its median and clipping
+those of ML-1M's train histories) from them, items drawn in proportion to their norm. The query
 vector is what the engine builds at query time: the ALS fold-in over the history
 (``user_encoder="fold-in"``, the default for d <= 128) or the mean of the history's vectors
 (``"mean"``, text-encoder style, the default above 128). Histories are excluded from the results.
 
-Generation is seeded and chunked (``chunk`` items at a time), so 1,000,000 x 384 float32 (1.5 GB)
-needs little more than the output array.
+Generation is seeded and chunked (``chunk`` items at a time), so a large catalogue needs little
+more memory than the output array.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from recvec.checks import check_int, physical_memory_bytes
+from recvec.engine.users import ALSFoldIn, MeanEncoder
 from recvec.errors import RecvecError, shown
 
 USER_ENCODERS = ("fold-in", "mean")
@@ -39,7 +39,13 @@ USER_ENCODERS = ("fold-in", "mean")
 
 @dataclass(frozen=True)
 class CatalogSpec:
-    """A seeded synthetic catalogue of ``n`` items of dimension ``d`` (see module doc)."""
+    """A seeded synthetic catalogue of ``n`` items of dimension ``d`` (see module doc).
+
+    The defaults match real spectra (PCA dimensions holding 50% / 90% of the variance of the unit
+    directions): d=64 gives 15 / 42 (ML-1M's ALS factors: 15 / 48), d=384 gives 28 / 115
+    (all-MiniLM-L6-v2 on ML-1M titles: 30 / 159); ``norm_sigma`` 1.2 is the spread of log-norms of
+    ML-1M's 64-factor ALS item factors; histories have a median length of ~57, clipped to
+    [16, 500] (ML-1M's train histories). RecvecError for invalid sizes or an unknown encoder."""
 
     n: int
     d: int = 64
@@ -74,23 +80,29 @@ class CatalogSpec:
 
     @property
     def clusters(self) -> int:
+        """Number of clusters: ``n_clusters``, else round(sqrt(n)) but at least 8."""
         return self.n_clusters or max(8, int(round(np.sqrt(self.n))))
 
     @property
     def rank(self) -> int:
+        """Latent (intrinsic) dimension: ``intrinsic_dim``, else round(7d/8) (at least 1) for
+        d <= 128 and d // 2 above."""
         if self.intrinsic_dim:
             return self.intrinsic_dim
         return max(1, int(round(0.875 * self.d))) if self.d <= 128 else self.d // 2
 
     @property
     def encoder(self) -> str:
+        """The query-time user encoder: ``user_encoder``, else "fold-in" for d <= 128 and "mean" above."""
         return self.user_encoder or ("fold-in" if self.d <= 128 else "mean")
 
     @property
     def name(self) -> str:
+        """The catalogue's name in results and reports: ``synthetic-{n}x{d}``."""
         return f"synthetic-{self.n}x{self.d}"
 
     def to_dict(self) -> dict:
+        """JSON-ready: every field plus the resolved ``clusters``, ``rank`` and ``encoder``."""
         return {**asdict(self), "clusters": self.clusters, "rank": self.rank, "encoder": self.encoder}
 
 
@@ -106,10 +118,12 @@ class Catalogue:
 
     @property
     def n(self) -> int:
+        """Number of items (rows of ``vectors``)."""
         return int(self.vectors.shape[0])
 
     @property
     def d(self) -> int:
+        """Vector dimension (columns of ``vectors``)."""
         return int(self.vectors.shape[1])
 
 
@@ -179,22 +193,20 @@ def histories(spec: CatalogSpec, vectors: np.ndarray, assign: np.ndarray, n_user
 
 
 def query_vectors(spec: CatalogSpec, vectors: np.ndarray, hist: list[np.ndarray]) -> np.ndarray:
-    """The query-time user vectors of the histories (fold-in or mean, per ``spec.encoder``)."""
-    from recvec.engine.users import ALSFoldIn, MeanEncoder
-
+    """The query-time user vectors (len(hist), d) float32 of the histories (fold-in or mean, per
+    ``spec.encoder``)."""
     enc = ALSFoldIn(vectors, spec.regularization) if spec.encoder == "fold-in" else MeanEncoder(vectors)
     return user_encoder_queries(enc, hist)
 
 
 def user_encoder_queries(encoder, hist: list[np.ndarray], batch: int = 256) -> np.ndarray:
+    """``encoder.encode`` of the histories, ``batch`` at a time: (len(hist), d) float32, C-contiguous."""
     parts = [encoder.encode(hist[s:s + batch]) for s in range(0, len(hist), batch)]
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def user_encoder(spec: CatalogSpec, vectors: np.ndarray):
     """The UserEncoder a service over this catalogue would use (for the full-path latency)."""
-    from recvec.engine.users import ALSFoldIn, MeanEncoder
-
     return ALSFoldIn(vectors, spec.regularization) if spec.encoder == "fold-in" else MeanEncoder(vectors)
 
 

@@ -1,28 +1,21 @@
-"""Parse-time benchmark: our ratings.dat reader against the lab's pandas python-engine read.
-
-    python -m recvec.benchmarks.parse --data ../shared/data/ml-1m [--repeats 3] [--json]
+"""Parse-time benchmark (``recvec bench parse``): our ratings.dat reader against the lab's pandas
+python-engine read.
 
 Both run in the same process, after pandas is imported (import time is not parse time). Ours is
-the best of --repeats runs (file read + parse + validation); the baseline, which takes seconds,
-runs --baseline-repeats times (1 by default). Both are single-threaded: pandas' C and python
-tokenizers use one thread; the report also shows the CPUs the process may use.
+the best of ``repeats`` runs (file read + parse + validation); the baseline, which is slow, runs
+``baseline_repeats`` times. Both are single-threaded: pandas' C and python tokenizers use one
+thread; the result also names the CPUs the process may use.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+from recvec.benchmarks.runner import cpus_available
+from recvec.engine.data import parse_ratings
+from recvec.errors import DataError
 
 
 def _lab_read(path: Path):
@@ -33,15 +26,14 @@ def _lab_read(path: Path):
 
 
 def benchmark_parse(data_dir, *, repeats: int = 3, baseline_repeats: int = 1) -> dict:
-    """Time recvec's ratings parser and the lab's pandas python-engine read of the same file."""
+    """Time recvec's ratings parser and the lab's pandas python-engine read of ``data_dir``'s
+    ratings.dat. Returns the rows, bytes, best and per-run seconds of each (``recvec_s``,
+    ``baseline_s``, ...), ``speedup`` (baseline / ours) and the versions. DataError if there is no
+    ratings.dat; RuntimeError if the two reads count different rows."""
     import pandas as pd  # noqa: F401 - imported before timing on purpose
-
-    from recvec.engine.data import parse_ratings
 
     path = Path(data_dir) / "ratings.dat"
     if not path.is_file():
-        from recvec.errors import DataError
-
         raise DataError(f"ratings.dat not found in {data_dir} (the parse benchmark needs an ML-1M '::' directory)")
 
     ours = []
@@ -75,39 +67,8 @@ def benchmark_parse(data_dir, *, repeats: int = 3, baseline_repeats: int = 1) ->
         "baseline_runs_s": base,
         "baseline_threads": 1,
         "speedup": best_base / best_ours,
-        "cpus_available": _cpus(),
+        "cpus_available": cpus_available(),
         "python": sys.version.split()[0],
         "pandas": __import__("pandas").__version__,
         "numpy": __import__("numpy").__version__,
     }
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m recvec.benchmarks.parse", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="directory holding an ML-1M-format ratings.dat")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of our parser (best is reported)")
-    ap.add_argument("--baseline-repeats", type=int, default=1, help="runs of the pandas python-engine read")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args(argv)
-    from recvec.errors import RecvecError
-
-    try:
-        res = benchmark_parse(args.data, repeats=args.repeats, baseline_repeats=args.baseline_repeats)
-    except RecvecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    print(f"{res['file']}: {res['rows']:,} rows, {res['bytes'] / 1e6:.1f} MB; "
-          f"{res['cpus_available']} CPUs available; python {res['python']}, pandas {res['pandas']}")
-    print(f"  recvec parse_ratings      {res['recvec_s']:7.3f} s  (best of {len(res['recvec_runs_s'])}, "
-          f"{res['recvec_threads']} thread)")
-    print(f"  {res['baseline']}  {res['baseline_s']:7.3f} s  (best of {len(res['baseline_runs_s'])}, "
-          f"{res['baseline_threads']} thread)")
-    print(f"  speedup {res['speedup']:.1f}x")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The report stage: metrics (computed from stored results) -> Markdown + CSV tables and PNG plots.
+"""The report stage: the metrics (:mod:`recvec.benchmarks.metrics`, computed from stored results)
+-> Markdown + CSV tables and PNG plots, for the latency and the accuracy benchmarks.
 
 Plots use matplotlib's Agg backend, imported only when a plot is drawn. The recall/QPS plot
 follows ann-benchmarks: recall on x, queries per second on a log y axis, and per index kind the
@@ -9,13 +10,18 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from recvec.benchmarks.metrics import operating_point, operating_rows, row_name
 
 Column = tuple[str, str, str]  # key, header, format ("" = str)
 
 
 def fmt(v, f: str) -> str:
+    """A table cell: ``v`` in format ``f`` -- "" (str), "ms" (adaptive decimals), "x" (a ratio),
+    "yn" (yes/no) or a format spec (".4f"); None and NaN give ""."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if f == "":
@@ -30,6 +36,8 @@ def fmt(v, f: str) -> str:
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
+    """A Markdown table of ``rows`` with ``columns`` (key, header, :func:`fmt` format); text columns
+    left-aligned, numbers right-aligned, ``|`` in cells escaped."""
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     align = "|" + "|".join(":---" if (i == 0 or f == "") else "---:" for i, (_, _, f) in enumerate(columns)) + "|"
     body = ["| " + " | ".join(fmt(r.get(k), f).replace("|", "\\|") for k, _, f in columns) + " |" for r in rows]
@@ -37,6 +45,8 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
 
 
 def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` as CSV with ``columns`` (default: every key, ``catalogue`` first; other keys
+    dropped, None as ""); creates the parent directory; returns ``path``. OSError propagates."""
     cols = list(columns) if columns else sorted({k for r in rows for k in r}, key=lambda k: (k != "catalogue", k))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -128,6 +138,8 @@ def plot_percentiles(path: Path, groups: list[str], bars: dict[str, list[dict | 
 
 
 def machine_markdown(machine: dict | None, load_averages: Sequence[Sequence[float]] = ()) -> str:
+    """A Markdown list of a machine record (``runner.machine_info``): CPU, threads, the range of the
+    1-minute ``load_averages`` over the measurements, versions, platform."""
     if not machine:
         return "_machine: not recorded_"
     th = machine.get("threads", {})
@@ -164,31 +176,10 @@ def _with_k(rows: list[dict], k: int) -> list[dict]:
     return [{**r, "recall@K": r.get(f"recall@{k}")} for r in rows]
 
 
-def operating_rows(rows: list[dict], k: int) -> list[dict]:
-    """Per (backend, index): the default setting and the fastest settings reaching recall 0.95 / 0.99."""
-    from recvec.benchmarks.latency import operating_point
-
-    out = []
-    seen = set()
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["backend"], r["index"]), []).append(r)
-    for key, rs in groups.items():
-        picks = [(r, "default") for r in rs if r["default"]]
-        for target in (0.95, 0.99):
-            op = operating_point(rs, k, target)
-            if op is not None:
-                picks.append((op, f"fastest >= {target}"))
-        for r, why in picks:
-            ident = (key, r["setting"])
-            if ident in seen:
-                continue
-            seen.add(ident)
-            out.append({**r, "why": why})
-    return out
-
-
 def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> list[Path]:
+    """Write the latency report under ``out`` from ``metrics`` (``latency_metrics``): latency.md,
+    latency_{sweep,summary,baselines,targets}.csv, a recall/QPS plot per catalogue and the
+    percentile plot. Returns the paths written. OSError propagates."""
     out = Path(out)
     written: list[Path] = []
     cats = metrics["catalogues"]
@@ -244,14 +235,10 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
             elif name == "implicit-recalc":
                 ours, lat = flat, "full"
             elif name == "implicit-faiss" and b.get("single_p50_ms"):
-                from recvec.benchmarks.latency import operating_point
-
                 ours = operating_point(hnsw_rows, k, max(0.99, b.get(f"recall@{k}") or 0)) or \
                     operating_point(hnsw_rows, k, b.get(f"recall@{k}") or 0)
             if ours is not None and b.get("single_p50_ms"):
-                from recvec.benchmarks.latency import _name
-
-                r["ours"] = _name(ours) + (" (full path)" if lat == "full" else "")
+                r["ours"] = row_name(ours) + (" (full path)" if lat == "full" else "")
                 r["ours_recall"] = ours.get(f"recall@{k}")
                 r["p50_ratio"] = b["single_p50_ms"] / ours[f"{lat}_p50_ms"] if ours.get(f"{lat}_p50_ms") else None
                 r["p99_ratio"] = b["single_p99_ms"] / ours[f"{lat}_p99_ms"] if ours.get(f"{lat}_p99_ms") else None
@@ -305,8 +292,6 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
         for r in c["rows"]:
             kinds.setdefault(f"{r['backend']} {r['kind']}", []).append(r)
         for name, rs in kinds.items():
-            from recvec.benchmarks.latency import operating_point
-
             op = operating_point(rs, k, 0.95) or max(rs, key=lambda r: r.get(f"recall@{k}") or 0)
             pct_bars.setdefault(name, [None] * len(cats))[ci] = {
                 "p50_ms": op.get("single_p50_ms"), "p95_ms": op.get("single_p95_ms"), "p99_ms": op.get("single_p99_ms")}
@@ -334,8 +319,6 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
 
 
 def _file_slug(name: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
@@ -343,6 +326,7 @@ def _file_slug(name: str) -> str:
 
 
 def accuracy_columns(ks: Sequence[int]) -> list[Column]:
+    """The accuracy summary table's columns for cut-offs ``ks``."""
     cols: list[Column] = [("model", "model", ""), ("index", "index", ""), ("setting", "query", "")]
     for k in ks:
         cols += [(f"recall@{k}", f"Recall@{k}", ".4f"), (f"ndcg@{k}", f"NDCG@{k}", ".4f")]
@@ -352,6 +336,9 @@ def accuracy_columns(ks: Sequence[int]) -> list[Column]:
 
 
 def accuracy_report(metrics: dict, out: Path, *, command: str | None = None) -> list[Path]:
+    """Write the accuracy report under ``out`` from ``metrics`` (``accuracy_metrics``): accuracy.md,
+    accuracy.csv, accuracy_sweep.csv and an overlap/QPS plot per dataset x model. Returns the paths
+    written. OSError propagates."""
     out = Path(out)
     ks = metrics["ks"]
     written: list[Path] = []

@@ -49,36 +49,57 @@ def _jsonable(o):
 
 
 def params_hash(params: dict) -> str:
+    """12 hex digits of the SHA-256 of the params' canonical JSON (key order does not matter)."""
     return hashlib.sha256(canonical(params).encode("utf-8")).hexdigest()[:12]
 
 
 def slug(text: str) -> str:
+    """``text`` safe as a file name: runs of other characters than letters, digits and ``_.=+-``
+    become ``_``; at most 80 characters; "unit" if nothing is left."""
     return _SAFE.sub("_", str(text)).strip("_")[:80] or "unit"
 
 
 @dataclass(frozen=True)
 class Stored:
-    """One stored unit: its group, params, scalar results (``meta``) and arrays (loaded lazily)."""
+    """One stored unit: its group, params, scalar results (``meta``) and arrays (read lazily, or all
+    at once by :meth:`loaded`)."""
 
     group: str
     path: Path
     meta: dict
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
+    _all_read: bool = field(default=False, repr=False, compare=False)
 
     @property
     def params(self) -> dict:
+        """The unit's params, as stored in its meta (``{}`` when absent)."""
         return self.meta.get("params", {})
 
     def array(self, name: str) -> np.ndarray:
+        """The stored array ``name``; RecvecError if the unit has none of that name."""
         if name not in self._arrays:
             p = self.path / f"{name}.npy"
-            if not p.is_file():
+            if self._all_read or not p.is_file():
                 raise RecvecError(f"stored result {self.path} has no array {shown(name)}")
             self._arrays[name] = np.load(p, allow_pickle=False)
         return self._arrays[name]
 
     def has_array(self, name: str) -> bool:
+        """Whether the unit stores an array ``name`` (its ``.npy`` file; after :meth:`loaded`, among
+        the arrays read)."""
+        if self._all_read:
+            return name in self._arrays
         return (self.path / f"{name}.npy").is_file()
+
+    def loaded(self) -> Stored:
+        """This unit with every array read into memory: its ``array``/``has_array`` touch no file."""
+        arrays = {p.stem: np.load(p, allow_pickle=False) for p in sorted(self.path.glob("*.npy"))}
+        return Stored(self.group, self.path, self.meta, arrays, True)
+
+    @property
+    def measured_at(self) -> float:
+        """When the unit was stored (its meta file's mtime, seconds since the epoch)."""
+        return (self.path / META).stat().st_mtime
 
 
 class ResultStore:
@@ -89,11 +110,13 @@ class ResultStore:
         self.raw = self.root / "raw"
 
     def path(self, group: str, params: dict) -> Path:
+        """The unit's directory: ``raw/<group>/<label>-<hash of params>``."""
         label = params.get("label") or params.get("name") or "unit"
         parts = [slug(p) for p in str(group).split("/") if p]
         return self.raw.joinpath(*parts) / f"{slug(label)}-{params_hash(params)}"
 
     def has(self, group: str, params: dict) -> bool:
+        """Whether the unit is stored (complete)."""
         return (self.path(group, params) / META).is_file()
 
     def save(self, group: str, params: dict, meta: dict, arrays: dict[str, np.ndarray] | None = None) -> Stored:
@@ -120,16 +143,19 @@ class ResultStore:
         return Stored(group, dest, json.loads((dest / META).read_text()))
 
     def load(self, group: str, params: dict) -> Stored:
+        """The stored unit; RecvecError if it is not stored or unreadable."""
         p = self.path(group, params)
         if not (p / META).is_file():
             raise RecvecError(f"no stored result for {group} {canonical(params)} (expected {p})")
         return self.load_path(p)
 
     def get(self, group: str, params: dict) -> Stored | None:
+        """The stored unit, or None if it is not stored."""
         return self.load(group, params) if self.has(group, params) else None
 
     @staticmethod
     def load_path(path: str | Path) -> Stored:
+        """The unit stored in directory ``path``; RecvecError if its meta.json is missing or invalid."""
         p = Path(path)
         try:
             meta = json.loads((p / META).read_text())
@@ -150,4 +176,5 @@ class ResultStore:
                 yield s
 
     def groups(self) -> list[str]:
+        """The groups of every complete unit, sorted."""
         return sorted({s.group for s in self.units()})

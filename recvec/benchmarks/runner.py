@@ -1,10 +1,13 @@
-"""The run stage's shared machinery: the machine record, timers, memory, progress, and the
-query-parameter sweep of an index built once.
+"""The run stage's helpers: the machine record stored with every unit, timers, resident memory,
+the timed build of an index, and the progress bar.
 
 Everything timed here runs with Python's garbage collector paused (not collected first: a full
-collection of a large heap costs ~0.1 s); single-query timings call
-the function once per query (after a few untimed warm-up calls), batch timings keep the best of
-``repeats`` runs. Each timing is stored with the thread counts it ran under (``threads()``).
+collection of a large heap is itself slow); single-query timings call the function once per query
+(after a few untimed warm-up calls), batch timings keep the best of ``repeats`` runs. Each timing
+is stored with the thread counts it ran under (``threads()``).
+
+What is being run (the command line) travels in a :class:`RunContext` passed to the runs; nothing
+here keeps state between calls.
 """
 
 from __future__ import annotations
@@ -14,26 +17,34 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from recvec.checks import C_INT_MAX
-from recvec.errors import RecvecError, shorten, shown
+from recvec.indexes.backends.faiss import ItemIndex
+from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes.spec import IndexSpec
 
-#: HNSW efSearch values swept by default (values below k are dropped).
-EF_SEARCH = (16, 32, 64, 128, 256, 512)
 #: Baseline libraries whose versions are recorded with every run.
 LIBRARIES = ("numpy", "scipy", "faiss", "implicit", "threadpoolctl", "pymilvus", "milvus_lite", "torch")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What is running, recorded with every unit's machine record: ``command`` is the command line
+    as typed (None when called as a library)."""
+
+    command: str | None = None
 
 
 # ------------------------------------------------------------------------------- the machine
 
 
 def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages (rounded to 0.01); [] where the OS has none."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # not available on this platform
@@ -41,6 +52,7 @@ def load_average() -> list[float]:
 
 
 def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -52,6 +64,7 @@ def cpu_model() -> str:
 
 
 def cpus_available() -> int:
+    """CPUs this process may run on (its affinity mask; else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -59,7 +72,8 @@ def cpus_available() -> int:
 
 
 def threads() -> dict:
-    """Thread counts timings run under: FAISS OpenMP, each BLAS/OpenMP pool (threadpoolctl)."""
+    """Thread counts timings run under: ``cpus_available``, ``faiss_omp`` (FAISS OpenMP), ``pools``
+    (each BLAS/OpenMP pool: api, threads, lib, from threadpoolctl) and ``OPENBLAS_NUM_THREADS`` if set."""
     out: dict[str, Any] = {"cpus_available": cpus_available()}
     try:
         import faiss  # the benchmarks use it anyway; importing it here records its OpenMP pool
@@ -80,6 +94,7 @@ def threads() -> dict:
 
 
 def library_versions() -> dict:
+    """{library: version} for python and each installed library of LIBRARIES."""
     from importlib import metadata
 
     names = {"faiss": "faiss-cpu", "milvus_lite": "milvus-lite"}
@@ -93,6 +108,7 @@ def library_versions() -> dict:
 
 
 def memory_total_bytes() -> int | None:
+    """The machine's RAM in bytes (/proc/meminfo); None where unknown."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -103,15 +119,11 @@ def memory_total_bytes() -> int | None:
     return None
 
 
-#: What is running (set by the bench commands): stored with every unit's machine record.
-RUN_CONTEXT: dict[str, Any] = {"command": None}
-
-
-def machine_info() -> dict:
-    """The machine a unit ran on: CPU, cores, memory, thread counts, versions, load average, and the
-    command that ran it."""
+def machine_info(context: RunContext | None = None) -> dict:
+    """The machine a unit ran on: CPU, cores, memory (bytes), thread counts, library versions, load
+    average, local time, and the command that ran it (``context.command``; None without a context)."""
     return {
-        "command": RUN_CONTEXT.get("command"),
+        "command": context.command if context is not None else None,
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cpus_available": cpus_available(),
@@ -125,7 +137,7 @@ def machine_info() -> dict:
 
 
 def rss_bytes() -> int:
-    """Resident set size of this process now (Linux /proc; else the peak from getrusage)."""
+    """Resident set size of this process now, bytes (Linux /proc; else the peak from getrusage)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -135,21 +147,12 @@ def rss_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 3, seed: int = 0) -> dict:
-    """GFLOP/s of an n x n x n float32 matrix multiply (numpy's BLAS), best of ``repeats``."""
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up (thread pool start, page faults)
-    best = min(time_batch(lambda: a @ b, repeats))
-    return {"n": n, "seconds": best, "gflops": 2.0 * n ** 3 / best / 1e9, "threads": threads()}
-
-
 # ------------------------------------------------------------------------------- timing
 
 
 @contextmanager
 def gc_paused():
+    """Python's garbage collector off inside the block (back on after, if it was on)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -160,7 +163,7 @@ def gc_paused():
 
 
 def time_batch(fn: Callable[[], Any], repeats: int = 1) -> list[float]:
-    """Wall seconds of each of ``repeats`` calls of fn()."""
+    """Wall seconds of each of ``repeats`` (at least 1) calls of fn(), GC paused."""
     out = []
     with gc_paused():
         for _ in range(max(1, repeats)):
@@ -171,7 +174,8 @@ def time_batch(fn: Callable[[], Any], repeats: int = 1) -> list[float]:
 
 
 def time_each(fn: Callable[[int], Any], n: int, *, warmup: int = 5) -> np.ndarray:
-    """Seconds of fn(i) for i in 0..n-1, one call each (``warmup`` untimed calls first)."""
+    """Seconds of fn(i) for i in 0..n-1, one call each, as a float64 array of shape (n,);
+    fn(0..warmup-1) are called untimed first. GC paused."""
     lat = np.empty(n, dtype=np.float64)
     with gc_paused():
         for i in range(min(warmup, n)):
@@ -184,20 +188,15 @@ def time_each(fn: Callable[[int], Any], n: int, *, warmup: int = 5) -> np.ndarra
     return lat
 
 
-def percentiles_ms(seconds: np.ndarray | Sequence[float]) -> dict:
-    s = np.asarray(seconds, dtype=np.float64)
-    if s.size == 0:
-        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None}
-    p50, p95, p99 = np.percentile(s, [50, 95, 99]) * 1e3
-    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": float(s.mean() * 1e3)}
-
-
 # ------------------------------------------------------------------------------- indexes
 
 
 @dataclass(frozen=True)
 class BuiltIndex:
-    index: Any  # recvec.indexes.search.ItemIndex
+    """An index built by :func:`build_timed`: build seconds, serialised bytes, RSS (bytes) before
+    and after the build, and the index's ``describe()``."""
+
+    index: ItemIndex
     build_s: float
     index_bytes: int
     rss_before: int
@@ -206,14 +205,13 @@ class BuiltIndex:
 
     @property
     def rss_delta(self) -> int:
+        """Resident memory the build added, in bytes (``rss_after - rss_before``; may be negative)."""
         return self.rss_after - self.rss_before
 
 
-def build_timed(vectors: np.ndarray, spec, *, seed: int = 0) -> BuiltIndex:
-    """Build a FAISS ItemIndex, timing it and measuring its serialised size and the RSS it added."""
-    from recvec.indexes.search import ItemIndex
-    from recvec.indexes.spec import build_index
-
+def build_timed(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> BuiltIndex:
+    """Build a FAISS ItemIndex over ``vectors`` (n, d) float32, timing it and measuring its
+    serialised size and the RSS it added. Errors of the build (bad spec for the data) propagate."""
     gc.collect()
     before = rss_bytes()
     t0 = time.perf_counter()
@@ -226,43 +224,7 @@ def build_timed(vectors: np.ndarray, spec, *, seed: int = 0) -> BuiltIndex:
     return BuiltIndex(index, build_s, size, before, after, index.describe())
 
 
-def query_settings(describe: dict, k: int, *, ef_search: Iterable[int] = EF_SEARCH,
-                   nprobe: Iterable[int] | None = None) -> list[dict]:
-    """The query-time settings to sweep on a built index, the index's own default marked.
-
-    HNSW: each efSearch >= k (plus the default); IVF: each nprobe <= nlist (default: powers of two
-    up to nlist, plus the default nprobe); anything else: one setting, ``{}``."""
-    out: list[dict] = []
-    if "ef_search" in describe:
-        default = int(describe["ef_search"])
-        values = sorted({int(e) for e in ef_search if int(e) >= k} | {max(default, k)})
-        out = [{"ef_search": e, "default": e == max(default, k)} for e in values]
-    elif "nlist" in describe:
-        nlist, default = int(describe["nlist"]), int(describe["nprobe"])
-        if nprobe is None:
-            cand = {1 << i for i in range(0, int(np.log2(max(nlist, 1))) + 1)} | {nlist}
-        else:
-            cand = {int(p) for p in nprobe}
-        values = sorted({p for p in cand if 1 <= p <= nlist} | {default})
-        out = [{"nprobe": p, "default": p == default} for p in values]
-    else:
-        out = [{"default": True}]
-    return out
-
-
-def search_kwargs(setting: dict) -> dict:
-    return {k: v for k, v in setting.items() if k in ("ef_search", "nprobe")}
-
-
-def setting_label(setting: dict) -> str:
-    if "ef_search" in setting:
-        return f"ef={setting['ef_search']}"
-    if "nprobe" in setting:
-        return f"nprobe={setting['nprobe']}"
-    return "-"
-
-
-# ------------------------------------------------------------------------------- misc
+# ------------------------------------------------------------------------------- progress
 
 
 class Progress:
@@ -276,62 +238,18 @@ class Progress:
             self._bar = tqdm(total=total, desc=desc, unit="unit", dynamic_ncols=True, leave=True)
 
     def step(self, desc: str) -> None:
+        """Show ``desc`` (cut to 60 characters) as the unit about to run; no-op without a bar."""
         if self._bar is not None:
             self._bar.set_postfix_str(desc[:60], refresh=True)
 
     def done(self, n: int = 1, **info) -> None:
+        """Advance the bar by ``n`` units, showing ``info`` (key=value) beside it; no-op without a bar."""
         if self._bar is not None:
             if info:
                 self._bar.set_postfix(info, refresh=False)
             self._bar.update(n)
 
     def close(self) -> None:
+        """Close the bar; no-op without one."""
         if self._bar is not None:
             self._bar.close()
-
-
-def parse_ints(text: str | Sequence[int] | None, flag: str) -> tuple[int, ...] | None:
-    """'16,32,64' -> (16, 32, 64); None/'' -> None; every value a positive integer."""
-    if text is None or text == "":
-        return None
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    out = []
-    for p in parts:
-        p = str(p).strip().replace("_", "")
-        if not p:
-            continue
-        try:
-            f = float(p)
-        except ValueError:
-            raise RecvecError(f"{flag}: {shown(p)} is not an integer (use e.g. {flag} 10,20)") from None
-        if not f.is_integer():
-            raise RecvecError(f"{flag}: {shown(p)} is not an integer (use e.g. {flag} 10,20)")
-        v = int(f)
-        if not 1 <= v <= C_INT_MAX:
-            raise RecvecError(f"{flag}: values must be integers from 1 to {C_INT_MAX:,}, got {shorten(p)}")
-        out.append(v)
-    if not out:
-        raise RecvecError(f"{flag}: no values given")
-    return tuple(out)
-
-
-def parse_names(text: str | Sequence[str] | None, flag: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
-    parts = text.split(",") if isinstance(text, str) else list(text or ())
-    out = tuple(p.strip() for p in parts if p.strip())
-    if not out:
-        raise RecvecError(f"{flag}: no values given")
-    if allowed is not None:
-        bad = [p for p in out if p not in allowed]
-        if bad:
-            raise RecvecError(f"{flag}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
-    return out
-
-
-def csr_rows(histories: Sequence[np.ndarray], n_items: int):
-    """Histories as a binary users x items CSR matrix (float32), rows in order."""
-    import scipy.sparse as sp
-
-    rows = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
-    indptr = np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64)
-    indices = np.concatenate(rows).astype(np.int32) if rows else np.empty(0, np.int32)
-    return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(histories), n_items))

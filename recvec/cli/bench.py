@@ -14,6 +14,7 @@ from recvec.cli.common import (
     emit_table,
     show_progress,
 )
+from recvec.indexes.backends import NAMES as BACKEND_NAMES
 
 
 def _bench_command_line() -> str:
@@ -37,6 +38,9 @@ def _bench_command_line() -> str:
 
 
 def bench_common(f):
+    """Click decorator adding the options every ``recvec bench`` command shares: --indexes, --ef-search,
+    --nprobe (comma lists, parsed by the command), --seed, --out, --force, --json, --quick, --quiet and
+    --report-only."""
     f = click.option("--report-only", is_flag=True,
                      help="Run nothing: recompute metrics, tables and plots from the results stored under --out.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
@@ -90,7 +94,8 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
     from dataclasses import replace
 
     from recvec.benchmarks.accuracy import QUICK, AccuracyConfig, bench_accuracy
-    from recvec.benchmarks.runner import parse_ints, parse_names
+    from recvec.benchmarks.flags import parse_ints, parse_names
+    from recvec.benchmarks.sweep import INDEX_KINDS
 
     if data and synthetic is not None:
         raise click.UsageError("give --data or --synthetic, not both")
@@ -99,7 +104,7 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
     ctx = click.get_current_context()
     given = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
     cfg = AccuracyConfig(ks=parse_ints(ks_text, "-k"), models=parse_names(models, "--models"),
-                         indexes=parse_names(indexes, "--indexes", ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")),
+                         indexes=parse_names(indexes, "--indexes", INDEX_KINDS),
                          implicit=implicit, seed=seed, threshold=threshold)
     if quick:
         cfg = replace(cfg, **{k: v for k, v in QUICK.items()
@@ -146,14 +151,10 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
 
     from click.core import ParameterSource
 
-    from recvec.benchmarks.latency import (
-        INDEX_CHOICES,
-        QUICK,
-        LatencyConfig,
-        bench_latency,
-        sources_for,
-    )
-    from recvec.benchmarks.runner import parse_ints, parse_names
+    from recvec.benchmarks.datasets import sources_for
+    from recvec.benchmarks.flags import parse_ints, parse_names
+    from recvec.benchmarks.latency import QUICK, LatencyConfig, bench_latency
+    from recvec.benchmarks.sweep import INDEX_CHOICES
 
     ctx = click.get_current_context()
     given = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
@@ -168,7 +169,7 @@ def bench_latency_cmd(data, synthetic_text, dims, k, queries, single, repeats, b
         raise click.UsageError("give --data PATH and/or --synthetic N (or --quick)")
     cfg = LatencyConfig(k=k, indexes=parse_names(indexes, "--indexes", INDEX_CHOICES),
                         queries=queries, single=single, repeats=repeats,
-                        backends=parse_names(backends, "--backends", ("faiss", "milvus")), baselines=baselines,
+                        backends=parse_names(backends, "--backends", BACKEND_NAMES), baselines=baselines,
                         artifact=artifact, milvus_queries=milvus_queries, seed=seed)
     if quick:
         flags = {"ef_search": "ef_list", "nprobe": "nprobe_list"}

@@ -17,6 +17,7 @@ from recvec.cli.common import (
     preset_option,
     show_progress,
 )
+from recvec.indexes.backends import NAMES as BACKEND_NAMES
 
 
 @click.command("build")
@@ -25,7 +26,7 @@ from recvec.cli.common import (
 @model_options
 @preset_option
 @index_option
-@click.option("--backend", type=click.Choice(["faiss", "milvus"]), default="faiss", show_default=True,
+@click.option("--backend", type=click.Choice(BACKEND_NAMES), default="faiss", show_default=True,
               help="Where the index is served from: FAISS in process (index.faiss in the artifact) or a Milvus "
                    "collection (Milvus Lite file or server; the artifact points at it).")
 @click.option("--uri", "milvus_uri", default=None,
@@ -40,10 +41,13 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
               seed, preset, index_spec, backend, milvus_uri, collection, out, as_json, quiet):
     """Fit a model on the train split and write an index artifact (local or S3): a FAISS index, or
     with --backend milvus a Milvus collection the artifact points at."""
+    from dataclasses import replace
+
     from recvec.engine.data import load_dataset
     from recvec.engine.models.fit import fit_model
     from recvec.engine.split import leave_last_out
-    from recvec.indexes.artifact import backend_options
+    from recvec.indexes import backends
+    from recvec.indexes.backends.base import BackendOptions
     from recvec.indexes.build import build_artifact
     from recvec.indexes.spec import IndexSpec
 
@@ -56,7 +60,8 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     else:
         cfg = model_config(model, encoder, pooling, factors, regularization, iterations, alpha, seed)
     spec = IndexSpec.parse(index_spec)
-    served = backend_options(backend, milvus_uri, collection, spec, out)  # checked before the fit; None: FAISS
+    options = BackendOptions(name=backend, uri=milvus_uri, collection=collection)
+    options = backends.get(backend).check(spec, options, out)  # before the fit
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     split = leave_last_out(ds.ratings, threshold)
@@ -66,7 +71,9 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     manifest = build_artifact(ds, fitted, spec, out, endpoint_url=endpoint_url, seed=seed,
                               extra_manifest={"split": {"threshold": threshold}, "fit_time_s": fit_s,
                                               **({"preset": preset} if preset else {})},
-                              backend=None if served is None else {**served, "progress": progress})
+                              backend=replace(options, progress=progress))
+    served = None if options.uri is None else {"kind": options.name, "uri": options.uri,
+                                               "collection": options.collection}
     summary = {"out": out, "model": cfg.name, "index": manifest["index"], "items": len(fitted.items),
                "dim": int(fitted.item_vectors.shape[1]), "fit_s": fit_s, "build_s": manifest["build_time_s"]}
     if served is not None:
@@ -74,6 +81,6 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        where = "" if served is None else f" in Milvus collection {served['collection']} at {served['uri']}"
+        where = "" if served is None else f" in {backend} collection {served['collection']} at {served['uri']}"
         click.echo(f"wrote {out}: {cfg.name} vectors, {summary['items']:,} items x {summary['dim']} dims, "
                    f"index {manifest['index']['spec']}{where} (fit {fit_s:.1f} s, index build {summary['build_s']:.2f} s)")

@@ -18,6 +18,8 @@ class FiniteFloat(click.FloatRange):
     name = "finite float"
 
     def convert(self, value, param, ctx):
+        """Click's conversion: the value as a float; fails the flag (a click usage error) for nan/inf or a
+        value outside the range."""
         import math
 
         rv = click.FLOAT.convert(value, param, ctx)
@@ -41,10 +43,13 @@ class RecvecGroup(click.Group):
     stderr and exit code 2 (never a bare traceback)."""
 
     def invoke(self, ctx):
+        """Run the subcommand; a RecvecError (its parameter names shown as their flags) or an OSError is
+        printed as 'Error: ...' on stderr and exits with code 2."""
         try:
             return super().invoke(ctx)
         except RecvecError as e:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {as_flags(str(e), e.params, self.get_command(ctx, ctx.invoked_subcommand or ''))}",
+                       err=True)
             ctx.exit(2)
         except OSError as e:  # a path the library reads or writes: name it and the OS's reason
             where = " -> ".join(shorten_path(f) for f in (e.filename, e.filename2) if f is not None)
@@ -52,7 +57,27 @@ class RecvecGroup(click.Group):
             ctx.exit(2)
 
 
+def as_flags(message: str, params: tuple[str, ...], command: click.Command | None) -> str:
+    """A library message with the parameter names it marks (``RecvecError.params``) written as this
+    command's flags: ``uri`` -> ``--uri``, ``ef_search`` -> ``--ef-search``, ``k`` -> ``-k``."""
+    import re
+
+    if not params or command is None:
+        return message
+    flags: dict[str, str] = {}
+    for opt in command.params:
+        if isinstance(opt, click.Option):
+            for o in opt.opts:
+                flags.setdefault(o.lstrip("-").replace("-", "_"), o)
+            flags.setdefault(opt.name, max(opt.opts, key=len))
+    for name in sorted(set(params), key=len, reverse=True):
+        if name in flags:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], message)
+    return message
+
+
 def show_progress(quiet: bool) -> bool:
+    """Whether to show progress bars: not ``--quiet`` and stderr is a terminal."""
     return not quiet and sys.stderr.isatty()
 
 
@@ -69,6 +94,7 @@ def emit_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 
 
 def data_options(f):
+    """Click decorator adding the dataset options: --data, --threshold and --endpoint-url."""
     f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
                      help="S3-compatible endpoint for s3:// paths (default: $AWS_ENDPOINT_URL or AWS).")(f)
     f = click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True,
@@ -79,6 +105,8 @@ def data_options(f):
 
 
 def model_options(f):
+    """Click decorator adding the model options: --encoder, --pooling and ALS's --factors,
+    --regularization, --iterations, --alpha and --seed."""
     f = click.option("--seed", type=SEED, default=0, show_default=True, help="ALS random seed.")(f)
     f = click.option("--alpha", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True, help="ALS confidence scale.")(f)
     f = click.option("--iterations", type=count(1, MAX_ITERATIONS), default=20, show_default=True, help="ALS iterations.")(f)
@@ -95,6 +123,8 @@ def model_options(f):
 
 def model_config(model: str, encoder: str, pooling: str, factors: int, regularization: float,
                  iterations: int, alpha: float, seed: int):
+    """The ModelConfig the model flags describe (``model`` is its kind). RecvecError for an unknown
+    kind or ALS values out of range."""
     from recvec.engine.models.als import ALSConfig
     from recvec.engine.models.fit import ModelConfig
 
@@ -108,6 +138,8 @@ MODEL_FLAGS = ("encoder", "pooling", "factors", "regularization", "iterations", 
 
 
 def preset_option(f):
+    """Click decorator adding --preset (a packaged preset name, or a preset / ``recvec tune --out``
+    JSON file)."""
     return click.option("--preset", default=None,
                         help="A named configuration (see `recvec presets`: model, weighting, hybrid weight, index) "
                              "or a preset / `recvec tune --out` JSON file; replaces --model and the model flags.")(f)
@@ -119,7 +151,7 @@ def preset_config(preset: str, seed: int):
 
     from click.core import ParameterSource
 
-    from recvec.engine.presets import load_preset
+    from recvec.indexes.presets import load_preset
 
     ctx = click.get_current_context()
     explicit = [n for n in ("model", "models", *MODEL_FLAGS)
@@ -135,6 +167,7 @@ def preset_config(preset: str, seed: int):
 
 
 def index_option(f):
+    """Click decorator adding --index (the index spec string, default flat), passed as ``index_spec``."""
     return click.option("--index", "index_spec", default="flat", show_default=True,
                         help="flat, hnsw[M] (nodes stored in graph order; hnsw[M]-noreorder keeps FAISS's "
                              "insertion order), ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
@@ -142,6 +175,8 @@ def index_option(f):
 
 
 def query_options(f):
+    """Click decorator adding the query options: --index (artifact path, as ``index_path``),
+    --endpoint-url, -k, --ef-search, --nprobe, --json and --quiet."""
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
     f = click.option("--json", "as_json", is_flag=True,
                      help='Print {"query": {...}, "results": [{"id", "score", "title"}, ...]}.')(f)
@@ -155,6 +190,9 @@ def query_options(f):
 
 
 def emit_results(loaded, query: dict, recs, as_json: bool) -> None:
+    """Print recommendations ``recs`` as a table (rank, id, score, title from ``loaded``), with notes
+    for a fallback and for skipped unknown ids; with ``as_json``, ``{"query": ..., "results": [...]}``
+    on stdout instead."""
     results = [{"id": int(i), "score": float(s), "title": loaded.title(int(i))} for i, s in zip(recs.ids, recs.scores)]
     if recs.fallback:
         query = {**query, "fallback": recs.fallback}
@@ -173,4 +211,6 @@ def emit_results(loaded, query: dict, recs, as_json: bool) -> None:
 
 
 def query_params(ef_search, nprobe) -> dict:
+    """The query-time search parameters as the library's keywords: ``{"ef_search", "nprobe"}``
+    (None: the index's default)."""
     return {"ef_search": ef_search, "nprobe": nprobe}

@@ -59,7 +59,8 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
                      "format": ds.format,
                      **({"preset": preset} if preset else {})})
         if serve_spec is not None:
-            from recvec.indexes.build import evaluate_served, recommender_for
+            from recvec.engine.evaluate import evaluate_served
+            from recvec.indexes.build import recommender_for
 
             sv = evaluate_served(recommender_for(model, serve_spec, seed=seed), split, k=k, depth=max(k, 20),
                                  model=f"{cfg.name} @ {serve_spec}")

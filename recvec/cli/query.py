@@ -33,6 +33,8 @@ def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet
 
 
 def parse_id_list(text: str) -> list[int]:
+    """Comma-separated item ids (``--items``) as a list of ints, empty parts skipped; click.BadParameter
+    for a part that is not an integer or is outside the int64 range."""
     out = []
     for part in text.split(","):
         part = part.strip()

@@ -93,7 +93,7 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
 @click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
 def presets_cmd(as_json):
     """List the packaged model presets with their measured figures."""
-    from recvec.engine.presets import list_presets
+    from recvec.indexes.presets import list_presets
 
     presets = list_presets()
     if as_json:

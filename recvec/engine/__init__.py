@@ -1,0 +1,1 @@
+"""The recommendation engine: data, splits, models, user encoders, evaluation, tuning, storage."""

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recvec.engine.metrics import ndcg_at_k, recall_at_k
+from recvec.engine.metrics import hit_ranks, ndcg_at_k, recall_at_k
+from recvec.engine.recommender import Recommender
 from recvec.engine.split import Split
 from recvec.engine.vocab import Vocabulary
+from recvec.errors import RecvecError
 
 # A scorer maps user rows (b,) -> dense scores (b, num_items).
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -57,6 +59,12 @@ def scorer_from_vectors(user_vectors: np.ndarray, item_vectors: np.ndarray) -> S
 
 @dataclass(frozen=True)
 class Evaluation:
+    """One model's evaluation on a split's held-out test positives.
+
+    ``recall``/``ndcg`` are at ``k`` over ``users`` evaluable users; ``train_rows``/``test_rows`` the
+    split's sizes; ``seconds`` the wall time; ``ranks`` (users,) int64 the 0-based rank of each user's
+    held-out item (-1: excluded), from which :meth:`at` reads other cut-offs; ``params`` the model's."""
+
     model: str
     k: int
     recall: float
@@ -73,6 +81,7 @@ class Evaluation:
         return recall_at_k(self.ranks, k), ndcg_at_k(self.ranks, k)
 
     def to_dict(self, extra_k: tuple[int, ...] = ()) -> dict:
+        """JSON-ready: every field but ``ranks``, plus ``recall@k``/``ndcg@k`` for each k in ``extra_k``."""
         d = {key: v for key, v in asdict(self).items() if key != "ranks"}
         for k in extra_k:
             d[f"recall@{k}"], d[f"ndcg@{k}"] = self.at(k)
@@ -93,8 +102,6 @@ def evaluate_scorer(
 
     `scorer` scores the items of `items` (default: the train item vocabulary)."""
     if k <= 0:
-        from recvec.errors import RecvecError
-
         raise RecvecError(f"-k must be positive, got {k}")
     t0 = time.perf_counter()
     users, targets = split.evaluable(items)
@@ -122,9 +129,31 @@ def evaluate_scorer(
 def evaluate_topk(topk_rows: np.ndarray, split: Split, *, model: str, k: int, seconds: float = 0.0,
                   items: Vocabulary | None = None, params: dict | None = None) -> Evaluation:
     """Evaluate precomputed top-k item rows, one row per evaluable user (in `split.evaluable()` order)."""
-    from recvec.engine.metrics import hit_ranks
-
     _, targets = split.evaluable(items)
     ranks = hit_ranks(topk_rows, targets)
     return Evaluation(model, k, recall_at_k(ranks, k), ndcg_at_k(ranks, k), len(targets), len(split.train),
                       len(split.test), seconds, ranks, params or {})
+
+
+def evaluate_served(recommender: Recommender, split, *, k: int = 10, depth: int | None = None, model: str = "served",
+                    batch_size: int = 1024, params: dict | None = None, **query_params):
+    """Evaluate through the serving path: each evaluable user's train history (external ids, time
+    order, with timestamps) goes through ``recommender.recommend_batch`` -- the query-time user
+    encoder and an exclusion-aware FAISS search -- and the held-out item is looked for in the top
+    ``depth`` (default k; ask for more to read Recall@20 from the same ranks)."""
+    t0 = time.perf_counter()
+    users, _ = split.evaluable()
+    targets = split.items.id_of(split.evaluable()[1])
+    histories, times = split.histories(), split.history_times()
+    ranks = np.full(len(users), -1, dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        u = users[start : start + batch_size]
+        recs = recommender.recommend_batch([split.items.id_of(histories[r]) for r in u], max(k, depth or k),
+                                           timestamps=[times[r] for r in u], **query_params)
+        for j, rec in enumerate(recs):
+            hit = np.flatnonzero(rec.ids == targets[start + j])
+            if hit.size:
+                ranks[start + j] = int(hit[0])
+    return Evaluation(model=model, k=k, recall=recall_at_k(ranks, k), ndcg=ndcg_at_k(ranks, k), users=len(users),
+                      train_rows=len(split.train), test_rows=len(split.test), seconds=time.perf_counter() - t0,
+                      ranks=ranks, params=params or {})

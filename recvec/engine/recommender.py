@@ -32,10 +32,11 @@ class Recommendations:
 
 
 def check_k(k: int, available: int) -> int:
-    if not isinstance(k, (int, np.integer)) or k <= 0:
-        raise RecvecError(f"-k must be a positive integer, got {shown(k)}")
+    """k as an int in 1..available (the items a call can return), else RecvecError naming ``k``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise RecvecError(f"k must be a positive integer, got {shown(k)}", params=("k",))
     if k > available:
-        raise RecvecError(f"-k {k} is larger than the {available} items that can be returned")
+        raise RecvecError(f"k {k} is larger than the {available} items that can be returned", params=("k",))
     return int(k)
 
 
@@ -55,6 +56,13 @@ class Recommender:
         self.item_vectors = item_vectors
         self.normalized = normalized
         self._pop_order = np.argsort(-self.popularity, kind="stable")
+        self._unit: np.ndarray | None = None  # the L2-normalised item vectors, made on the first similar()
+
+    def _vectors(self) -> np.ndarray:
+        """The index rows' item vectors: those given, else the index's own (``SearchBackend.vectors``)."""
+        if self.item_vectors is None:
+            self.item_vectors = np.ascontiguousarray(self.index.vectors(), dtype=np.float32)
+        return self.item_vectors
 
     def _history_rows(self, ids, unknown: str, times=None
                       ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray | None, np.ndarray]:
@@ -134,12 +142,14 @@ class Recommender:
         """Nearest items to one item by cosine, the item itself excluded."""
         row = self.items.row(item_id)
         check_k(k, len(self.items) - 1)
-        if self.normalized or self.item_vectors is None:
-            q = self.index.reconstruct(row)[None, :] if self.item_vectors is None else self.item_vectors[row][None, :]
-            rows, scores = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k,
+        vectors = self._vectors()
+        if self.normalized:
+            rows, scores = self.index.search(np.ascontiguousarray(vectors[row][None, :], dtype=np.float32), k,
                                              exclude=[np.array([row])], **query_params)
             return Recommendations(self.items.id_of(rows[0]), scores[0])
-        v = self.item_vectors / np.maximum(np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
+        if self._unit is None:  # once per Recommender, not per call (benign if two threads race here)
+            self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        v = self._unit
         s = v @ v[row]
         s[row] = -np.inf
         top = np.lexsort((np.arange(len(s)), -s))[:k]

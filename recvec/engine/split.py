@@ -48,14 +48,17 @@ class Split:
 
     @cached_property
     def train_user_rows(self) -> np.ndarray:
+        """(len(train),) int64: each train rating's user row in ``users``."""
         return self.users.rows(self.train.users)
 
     @cached_property
     def train_item_rows(self) -> np.ndarray:
+        """(len(train),) int64: each train rating's item row in ``items``."""
         return self.items.rows(self.train.items)
 
     @cached_property
     def matrix(self) -> sp.csr_matrix:
+        """The binary train matrix: CSR float32 (num_users, num_items), 1.0 where a user has a train positive."""
         m = sp.csr_matrix(
             (np.ones(len(self.train), np.float32), (self.train_user_rows, self.train_item_rows)),
             shape=(len(self.users), len(self.items)),
@@ -91,6 +94,7 @@ class Split:
         return np.split(self.train_item_rows, bounds)
 
     def history_times(self) -> list[np.ndarray]:
+        """Each user's train timestamps (int64 Unix seconds) in time order, aligned with :meth:`histories`."""
         bounds = np.flatnonzero(np.diff(self.train_user_rows)) + 1
         return np.split(self.train.timestamps, bounds)
 
@@ -110,7 +114,7 @@ def leave_last_out(ratings: Ratings, threshold: float = 4.0, *, already_positive
     """SPEC split: positives >= threshold; each user's last positive by time -> test; rest -> train."""
     pos = ratings if already_positive else positives(ratings, threshold)
     if len(pos) == 0:
-        raise DataError(f"no ratings >= {threshold:g}: nothing to split (lower --threshold)")
+        raise DataError(f"no ratings >= {threshold:g}: nothing to split (lower threshold)", params=("threshold",))
     last = _last_per_user(pos.users)
     train = _take(pos, np.flatnonzero(~last))
     test = _take(pos, np.flatnonzero(last))

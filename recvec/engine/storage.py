@@ -38,6 +38,7 @@ class StorageError(RecvecError):
 
 
 def is_s3(uri) -> bool:
+    """Whether ``uri`` is a string starting with ``s3://``."""
     return isinstance(uri, str) and uri.startswith(S3_SCHEME)
 
 

@@ -43,7 +43,7 @@ from recvec.engine.models.fit import (
     fit_model,
     text_vectors,
 )
-from recvec.engine.models.sequence import SequenceConfig
+from recvec.engine.models.sequence import SequenceConfig, train_sequence_encoder
 from recvec.engine.split import Split, validation_split
 from recvec.engine.weighting import RecencyWeighting
 from recvec.errors import RecvecError, shown
@@ -75,6 +75,10 @@ FIT_COORDS = ("factors", "regularization", "alpha", "iterations", "train_half_li
 
 @dataclass(frozen=True)
 class TuneSettings:
+    """What :func:`tune` searches: ``budget`` ALS fits on the validation split, the seeds, the K candidates
+    are compared at, whether to also tune a hybrid with text vectors (``encoder``/``pooling``) and the
+    sequence encoder, and the grids (``space``). RecvecError for a budget or k below 1."""
+
     budget: int = 30  # ALS fits on the validation split
     seed: int = 0
     k: int = 10
@@ -88,13 +92,17 @@ class TuneSettings:
 
     def __post_init__(self):
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
-            raise RecvecError(f"--budget must be a positive integer (ALS fits), got {shown(self.budget)}")
+            raise RecvecError(f"budget must be a positive integer (ALS fits), got {shown(self.budget)}",
+                              params=("budget",))
         if self.k < 1:
             raise RecvecError(f"-k must be positive, got {self.k}")
 
 
 @dataclass(frozen=True)
 class Trial:
+    """One evaluated candidate: its config, validation Recall@k, NDCG@k and Recall@20, the seconds it
+    took and the search stage that proposed it."""
+
     config: ModelConfig
     recall: float
     ndcg: float
@@ -103,9 +111,11 @@ class Trial:
     stage: str
 
     def key(self) -> tuple[float, float]:
+        """The ranking key, higher is better: (validation Recall@k, NDCG@k)."""
         return (self.recall, self.ndcg)
 
     def to_dict(self) -> dict:
+        """JSON-ready: stage, model name, config, validation metrics (``val_*``) and seconds."""
         return {"stage": self.stage, "model": self.config.name, "config": self.config.to_dict(),
                 "val_recall": self.recall, "val_ndcg": self.ndcg, "val_recall@20": self.recall20,
                 "seconds": round(self.seconds, 3)}
@@ -113,6 +123,10 @@ class Trial:
 
 @dataclass(frozen=True)
 class TuneResult:
+    """What :func:`tune` returns: its settings, every trial, the chosen one, the chosen config's test
+    Evaluation (None when the test split was not evaluated), the total seconds and the validation
+    split's sizes (``validation``)."""
+
     settings: TuneSettings
     trials: tuple[Trial, ...]
     chosen: Trial
@@ -130,6 +144,8 @@ class TuneResult:
         return out
 
     def to_dict(self) -> dict:
+        """JSON-ready report: protocol, settings, validation sizes, the choice, the best trial per family,
+        every trial, total seconds and, when evaluated, the test metrics at k and 20."""
         out = {
             "protocol": "selected on the validation split (each user's second-to-last positive held out from "
                         "train); the chosen configuration refitted on the full train split and evaluated on "
@@ -304,8 +320,6 @@ def _sequence_stage(search: _Search, s: TuneSettings, progress: bool, threads: i
     """Train once on validation; after every epoch evaluate the sequence encoder alone and its
     hybrids with the best ALS, as candidates with that many epochs (training is seeded and the
     schedule constant, so a refit with ``epochs=e`` reproduces epoch e)."""
-    from recvec.engine.models.sequence import train_sequence_encoder
-
     val, space = search.val, s.space
     als_model = search.fit(als_base)
     t0 = time.perf_counter()

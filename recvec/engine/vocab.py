@@ -39,6 +39,7 @@ class Vocabulary:
 
     @property
     def ids(self) -> np.ndarray:
+        """The external ids in row order: a read-only int64 array of shape (len(self),)."""
         return self._ids
 
     def __len__(self) -> int:
@@ -76,9 +77,11 @@ class Vocabulary:
         return rows
 
     def row(self, external_id: int) -> int:
+        """The row of one external id; UnknownIdError (a RecvecError) if the vocabulary does not hold it."""
         return int(self.rows([external_id])[0])
 
     def id_of(self, rows) -> np.ndarray:
+        """The int64 external ids of ``rows`` (an int array of any shape; IndexError for a row out of range)."""
         return self._ids[np.asarray(rows, dtype=np.int64)]
 
     def __eq__(self, other: object) -> bool:

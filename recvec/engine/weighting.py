@@ -50,10 +50,12 @@ class RecencyWeighting:
 
     @property
     def is_uniform(self) -> bool:
+        """Whether both half-lives are 0: every item then weighs ``scale``."""
         return self.half_life == 0 and self.half_life_days == 0
 
     @property
     def name(self) -> str:
+        """Short label: ``none`` (or ``x{scale}``) when uniform, else e.g. ``pos10+days7+floor0.1``."""
         if self.is_uniform:
             return "none" if self.scale == 1.0 else f"x{self.scale:g}"
         parts = []
@@ -83,10 +85,13 @@ class RecencyWeighting:
         return self.scale * (self.floor + (1.0 - self.floor) * decay)
 
     def to_dict(self) -> dict:
+        """JSON-ready: every field as a float."""
         return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "RecencyWeighting":
+        """Rebuild from :meth:`to_dict` output (None: the uniform default); RecvecError for a non-object,
+        unknown keys or out-of-range values (a value that is not a number raises ValueError/TypeError)."""
         if d is None:
             return cls()
         if not isinstance(d, dict):

@@ -1,0 +1,1 @@
+"""Vector indexes: specs, backends (FAISS, Milvus), artifacts and the Recommender built from one."""

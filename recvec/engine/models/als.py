@@ -31,6 +31,9 @@ class ALSConfig:
 
 @dataclass(frozen=True)
 class ALSModel:
+    """A fitted ALS model: its config and float32 user factors (num_users, factors) and item factors
+    (num_items, factors), rows in the split's user and item vocabularies."""
+
     config: ALSConfig
     user_factors: np.ndarray  # (num_users, factors) float32
     item_factors: np.ndarray  # (num_items, factors) float32

@@ -26,14 +26,33 @@ from pathlib import Path
 import numpy as np
 
 from recvec.engine.data import Catalog
-from recvec.engine.evaluate import Evaluation, Scorer, evaluate_scorer, scorer_from_vectors
+from recvec.engine.evaluate import (
+    Evaluation,
+    Scorer,
+    evaluate_scorer,
+    scorer_from_vectors,
+)
 from recvec.engine.models.als import ALSConfig, ALSModel, fit_als
+from recvec.engine.models.cache import encode_cached
+from recvec.engine.models.hybrid import (
+    HybridEncoder,
+    Part,
+    RemappedEncoder,
+    check_weight,
+    hybrid_item_vectors,
+)
 from recvec.engine.models.popularity import popularity_scores
-from recvec.engine.models.sequence import SequenceConfig
+from recvec.engine.models.sequence import SequenceConfig, train_sequence_encoder
+from recvec.engine.models.text import E5_ALIASES, catalog_texts, get_embedder
 from recvec.engine.split import Split
-from recvec.engine.users import ALSFoldIn, MeanEncoder, UserEncoder
+from recvec.engine.users import ALSFoldIn, ConstantEncoder, MeanEncoder, UserEncoder
 from recvec.engine.vocab import Vocabulary
-from recvec.engine.weighting import NONE, RecencyWeighting, time_decay_matrix, weighting_or_none
+from recvec.engine.weighting import (
+    NONE,
+    RecencyWeighting,
+    time_decay_matrix,
+    weighting_or_none,
+)
 from recvec.errors import RecvecError, shown
 
 MODEL_KINDS = ("popular", "als", "als-time", "text", "hybrid", "sequence")
@@ -61,16 +80,13 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
-            raise RecvecError(f"unknown --model {shown(self.kind)}; choose one of {', '.join(MODEL_KINDS)}")
+            raise RecvecError(f"unknown model {shown(self.kind)}; choose one of {', '.join(MODEL_KINDS)}",
+                              params=("model",))
         if self.pooling is None:  # resolve here so names and manifests always say which pooling ran
-            from recvec.engine.models.text import E5_ALIASES
-
             object.__setattr__(self, "pooling", "mean" if self.encoder.lower() in E5_ALIASES else "cls")
         for name in ("weighting", "train_weighting", "content_weighting"):
             if not isinstance(getattr(self, name), RecencyWeighting):
                 raise RecvecError(f"model config {name} must be a RecencyWeighting")
-        from recvec.engine.models.hybrid import check_weight
-
         check_weight(self.hybrid_weight)
         parts = tuple(self.hybrid_parts)
         if parts not in HYBRID_PARTS:
@@ -110,6 +126,8 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
+        """Display name, e.g. ``als``, ``text:minilm:cls``, ``hybrid(als+minilm:cls,w=0.5)``, with
+        ``+recency[...]`` appended for a non-uniform query-time weighting."""
         if self.kind == "text":
             return f"text:{self.encoder}:{self.pooling}" + _w(self.content_weighting)
         if self.kind == "als":
@@ -143,10 +161,14 @@ class ModelConfig:
         return d
 
     def params(self) -> dict:
+        """The same as :meth:`to_dict` (the params an Evaluation records)."""
         return self.to_dict()
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "model config") -> "ModelConfig":
+        """Rebuild from :meth:`to_dict` output (missing keys take their defaults); RecvecError naming
+        ``where`` for a non-object, unknown keys or invalid values (a non-numeric string where a
+        number belongs raises ValueError)."""
         if not isinstance(d, dict):
             raise RecvecError(f"{where}: expected a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -189,16 +211,6 @@ class ItemModel:
     popularity: np.ndarray  # (n_items,) train positives, the fallback ranking
     eval_scorer: Scorer  # split user rows -> scores over `items` (the lab's evaluation path)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # what a query needs besides the vectors
-    encoder_params: dict = field(default_factory=dict)  # the manifest's user_encoder (how to rebuild it)
-
-
-class ConstantEncoder:
-    """Every history maps to [1.0]: with 1-d popularity item vectors, inner product = popularity."""
-
-    dim = 1
-
-    def encode(self, histories, timestamps=None) -> np.ndarray:
-        return np.ones((len(histories), 1), dtype=np.float32)
 
 
 def _rows_in(items: Vocabulary, split: Split) -> list[np.ndarray]:
@@ -215,19 +227,10 @@ def query_time_scorer(encoder: UserEncoder, item_vectors: np.ndarray, histories:
     return scorer_from_vectors(encoder.encode(histories, times), item_vectors)
 
 
-def fold_in_params(config: ModelConfig) -> dict:
-    w = config.query_weighting
-    p = {"kind": "als_fold_in", "regularization": config.als.regularization, "alpha": config.als.alpha}
-    if weighting_or_none(w) is not None:
-        p["weighting"] = w.to_dict()
-    return p
-
-
-def mean_params(w: RecencyWeighting) -> dict:
-    return {"kind": "mean", **({"weighting": w.to_dict()} if weighting_or_none(w) is not None else {})}
-
-
 def fit_als_part(split: Split, config: ModelConfig, progress: bool):
+    """Fit ALS on the split's binary train matrix, its confidences decayed by ``config.train_decay``
+    when that is not uniform (scale 1); returns the ALSModel. RecvecError if the fit fails
+    (non-finite factors)."""
     decay = config.train_decay
     matrix = split.matrix if decay.is_uniform and decay.scale == 1.0 else time_decay_matrix(
         split.train_user_rows, split.train_item_rows, split.train.timestamps, split.matrix.shape, decay)
@@ -240,7 +243,9 @@ def als_fit_key(config: ModelConfig) -> tuple:
 
 
 def text_vectors(catalog: Catalog, config: ModelConfig, cache_dir: Path | None, progress: bool) -> np.ndarray:
-    from recvec.engine.models.text import catalog_texts, encode_cached, get_embedder
+    """(len(catalog), dim) float32 L2-normalised text embeddings of the catalogue's movies (title and
+    genres), in ``catalog.ids`` order, read from / written to the embedding cache in ``cache_dir``
+    (None: the default cache directory). RecvecError if the encoder cannot be loaded."""
 
     embedder = get_embedder(config.encoder, config.pooling)
     texts = catalog_texts(catalog.titles, catalog.genres, embedder.sep_token)
@@ -256,8 +261,7 @@ def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: 
     if config.kind == "popular":
         vecs = pop_train[:, None].astype(np.float32)
         return ItemModel(config, split.items, vecs, False, ConstantEncoder(), pop_train,
-                         lambda rows: np.broadcast_to(pop_train, (len(rows), len(pop_train))),
-                         encoder_params={"kind": "constant"})
+                         lambda rows: np.broadcast_to(pop_train, (len(rows), len(pop_train))))
     if config.kind in ("als", "als-time"):
         return assemble_als(split, config, fit_als_part(split, config, progress))
     if config.kind == "sequence":
@@ -278,8 +282,7 @@ def assemble_als(split: Split, config: ModelConfig, als: ALSModel) -> ItemModel:
                     weighting_or_none(config.query_weighting))
     scorer = (scorer_from_vectors(als.user_factors, als.item_factors) if config.lab_path
               else query_time_scorer(enc, als.item_factors, split.histories(), split.history_times()))
-    return ItemModel(config, split.items, als.item_factors, False, enc, popularity_scores(split.matrix), scorer,
-                     encoder_params=fold_in_params(config))
+    return ItemModel(config, split.items, als.item_factors, False, enc, popularity_scores(split.matrix), scorer)
 
 
 def _catalog_items(split: Split, catalog: Catalog) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
@@ -296,7 +299,7 @@ def assemble_text(split: Split, catalog: Catalog, config: ModelConfig, text: np.
     items, _, pop = _catalog_items(split, catalog)
     mean = MeanEncoder(text, weighting_or_none(config.content_weighting))
     scorer = query_time_scorer(mean, text, _rows_in(items, split), split.history_times())
-    return ItemModel(config, items, text, True, mean, pop, scorer, encoder_params=mean_params(config.content_weighting))
+    return ItemModel(config, items, text, True, mean, pop, scorer)
 
 
 def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, *, als: ALSModel | None = None,
@@ -304,14 +307,12 @@ def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, *, als:
     """A hybrid ItemModel from its fitted parts (``config.hybrid_parts``). With a text part the
     index covers the whole catalogue (items never rated score through the text part alone);
     otherwise the train items."""
-    from recvec.engine.models.hybrid import HybridEncoder, Part, RemappedEncoder, hybrid_item_vectors
-
     if "text" in config.uses:
         items, train_rows, pop = _catalog_items(split, catalog)
     else:
         items, train_rows, pop = split.items, np.arange(len(split.items)), popularity_scores(split.matrix)
     arrays: dict[str, np.ndarray] = {}
-    parts, part_params = [], []
+    parts = []
     for name in config.hybrid_parts:
         if name == "als":
             if als is None:
@@ -321,58 +322,42 @@ def assemble_hybrid(split: Split, catalog: Catalog, config: ModelConfig, *, als:
             enc = ALSFoldIn(factors, config.als.regularization, config.als.alpha,
                             weighting_or_none(config.query_weighting))
             arrays["als_factors"] = factors
-            parts.append(Part("als", enc, factors))
-            part_params.append({"name": "als", "array": "als_factors", **fold_in_params(config)})
+            parts.append(Part("als", enc, factors, "als_factors"))
         elif name == "text":
             if text is None:
                 raise RecvecError("a hybrid with a text part needs the text vectors")
             arrays["content_vectors"] = text
-            parts.append(Part("text", MeanEncoder(text, weighting_or_none(config.content_weighting)), text))
-            part_params.append({"name": "text", "array": "content_vectors", **mean_params(config.content_weighting)})
+            parts.append(Part("text", MeanEncoder(text, weighting_or_none(config.content_weighting)), text,
+                              "content_vectors"))
         else:
             if sequence is None:
                 raise RecvecError("a hybrid with a sequence part needs the trained sequence model")
             enc, vecs = sequence.encoder(), sequence.item_vectors()
-            arrays["sequence_weights"] = sequence_weights_array(sequence.state_dict_arrays())
-            p = {"name": "sequence", **sequence_params(config)}
+            arrays["sequence_weights"] = sequence.weights_array()
             if items != split.items:  # the model knows train items only: map the index's rows to its rows
                 rows = np.full(len(items), -1, np.int64)
                 rows[train_rows] = np.arange(len(split.items))
-                full = np.zeros((len(items), vecs.shape[1]), np.float32)
-                full[train_rows] = vecs
-                enc, vecs = RemappedEncoder(enc, rows), full
+                enc = RemappedEncoder(enc, rows, array="sequence_rows")
+                vecs = enc.item_vectors()
                 arrays["sequence_rows"] = rows
-                p["rows"] = "sequence_rows"
             parts.append(Part("sequence", enc, vecs))
-            part_params.append(p)
     enc = HybridEncoder(parts[0], parts[1], config.hybrid_weight)
     vecs = hybrid_item_vectors(parts[0].item_vectors, parts[1].item_vectors, config.hybrid_weight)
-    params = {"kind": "hybrid", "build_weight": config.hybrid_weight, "parts": part_params}
     histories = split.histories() if items == split.items else _rows_in(items, split)
     scorer = query_time_scorer(enc, vecs, histories, split.history_times())
-    return ItemModel(config, items, vecs, False, enc, pop, scorer, arrays=arrays, encoder_params=params)
-
-
-def sequence_weights_array(state: dict[str, np.ndarray]) -> np.ndarray:
-    """A state dict as safetensors bytes in a uint8 array (stored with the artifact's arrays)."""
-    from safetensors.numpy import save
-
-    return np.frombuffer(save({k: np.ascontiguousarray(v) for k, v in state.items()}), dtype=np.uint8).copy()
+    return ItemModel(config, items, vecs, False, enc, pop, scorer, arrays=arrays)
 
 
 def train_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None):
-    from recvec.engine.models.sequence import train_sequence_encoder
-
+    """Train the configured sequence encoder on the split's train histories (``threads``: torch threads,
+    None: the CPUs this process may use); returns the SequenceModel. RecvecError when no history has
+    2 or more items."""
     return train_sequence_encoder(split.histories(), len(split.items), config.sequence, progress=progress,
                                   threads=threads)
 
 
 def _fit_sequence(split: Split, config: ModelConfig, progress: bool, threads: int | None) -> ItemModel:
     return assemble_sequence(split, config, train_sequence(split, config, progress, threads))
-
-
-def sequence_params(config: ModelConfig) -> dict:
-    return {"kind": "sequence", "config": config.sequence.to_dict(), "weights": "sequence_weights"}
 
 
 def assemble_sequence(split: Split, config: ModelConfig, model) -> ItemModel:
@@ -382,10 +367,11 @@ def assemble_sequence(split: Split, config: ModelConfig, model) -> ItemModel:
     enc = model.encoder()
     vecs = model.item_vectors()
     return ItemModel(config, split.items, vecs, False, enc, pop_train, query_time_scorer(enc, vecs, histories, None),
-                     arrays={"sequence_weights": sequence_weights_array(model.state_dict_arrays())},
-                     encoder_params=sequence_params(config))
+                     arrays={"sequence_weights": model.weights_array()})
 
 
 def evaluate_model(model: ItemModel, split: Split, *, k: int = 10) -> Evaluation:
+    """Evaluate ``model.eval_scorer`` on the split's held-out test positives at ``k``: an Evaluation named
+    after the config, recording its params. RecvecError if k < 1."""
     return evaluate_scorer(model.eval_scorer, split, model=model.config.name, k=k, items=model.items,
                            params=model.config.params())

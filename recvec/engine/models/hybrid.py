@@ -28,12 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recvec.errors import RecvecError, shown
+from recvec.errors import ArtifactError, RecvecError, shown
 
 PART_NAMES = ("als", "text", "sequence")
 
 
 def check_weight(w: float, what: str = "hybrid weight") -> float:
+    """``w`` as a float; RecvecError naming ``what`` unless it is a number in [0, 1]."""
     if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not (0.0 <= w <= 1.0):
         raise RecvecError(f"{what} must be a number in [0, 1] (the first part's share), got {shown(w)}")
     return float(w)
@@ -66,11 +67,13 @@ def hybrid_item_vectors(first: np.ndarray, second: np.ndarray, weight: float) ->
 
 @dataclass(frozen=True)
 class Part:
-    """One side of a hybrid: its name, its query-time encoder, and its item vectors (hybrid rows)."""
+    """One side of a hybrid: its name, its query-time encoder, its item vectors (hybrid rows), and
+    the artifact array holding those vectors (None: the encoder holds them, ``encoder.item_vectors()``)."""
 
     name: str
     encoder: object  # a UserEncoder reading histories in the hybrid's item rows
     item_vectors: np.ndarray
+    array: str | None = None
 
     def __post_init__(self):
         if self.name not in PART_NAMES:
@@ -80,12 +83,27 @@ class Part:
 class RemappedEncoder:
     """Runs an encoder that knows fewer items: hybrid rows -> its rows (``rows[r] < 0``: unknown, dropped)."""
 
-    def __init__(self, encoder, rows: np.ndarray):
+    def __init__(self, encoder, rows: np.ndarray, array: str = "sequence_rows"):
         self.encoder = encoder
         self.rows = np.asarray(rows, dtype=np.int64)
+        self.array = array
         self.dim = encoder.dim
 
+    def params(self) -> dict:
+        """The inner encoder's params plus the name of the artifact array holding ``rows``."""
+        return {**self.encoder.params(), "rows": self.array}
+
+    def item_vectors(self) -> np.ndarray:
+        """(len(rows), d) float32: the inner encoder's item vectors in these rows, zero where unknown."""
+        inner = self.encoder.item_vectors()
+        full = np.zeros((len(self.rows), inner.shape[1]), np.float32)
+        known = self.rows >= 0
+        full[known] = inner[self.rows[known]]
+        return full
+
     def encode(self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Map each history to the inner encoder's rows (unknown items dropped, with their timestamps) and
+        encode them: (n, dim) float32."""
         hist, times = [], None if timestamps is None else []
         for i, h in enumerate(histories):
             r = self.rows[np.asarray(h, dtype=np.int64)]
@@ -113,7 +131,29 @@ class HybridEncoder:
         self.dim = first.encoder.dim + second.encoder.dim
 
     def with_weight(self, weight: float | None) -> "HybridEncoder":
+        """The same parts answering with first-part share ``weight`` (None: the build weight); RecvecError
+        if it is outside [0, 1] or differs from a build weight of 0 or 1."""
         return HybridEncoder(self.first, self.second, self.build_weight, weight)
+
+    def params(self) -> dict:
+        """{"kind": "hybrid", "build_weight", "parts": [each part's name, array and encoder params]}."""
+        parts = [{"name": p.name, **({"array": p.array} if p.array else {}), **p.encoder.params()}
+                 for p in (self.first, self.second)]
+        return {"kind": "hybrid", "build_weight": self.build_weight, "parts": parts}
+
+    @classmethod
+    def from_params(cls, params: dict, arrays: dict, vectors: np.ndarray, n_items: int, decode) -> "HybridEncoder":
+        """Rebuild from ``params()``: each part decoded by ``decode(part params, its vectors, n_items)``."""
+        parts = []
+        for p in params["parts"]:
+            array = p.get("array")
+            if array is not None and array not in arrays:
+                raise ArtifactError(f"artifact lacks the array {shown(array)} its hybrid user encoder needs; rebuild it")
+            enc = decode(p, arrays[array] if array else None, n_items)
+            parts.append(Part(p["name"], enc, arrays[array] if array else enc.item_vectors(), array))
+        if len(parts) != 2:
+            raise ArtifactError(f"manifest.json: a hybrid user_encoder needs 2 parts, got {len(parts)}")
+        return cls(parts[0], parts[1], float(params["build_weight"]))
 
     def coefficients(self) -> tuple[float, float]:
         """(α, β): how the query parts are scaled so the score is w·first + (1−w)·second."""
@@ -127,6 +167,7 @@ class HybridEncoder:
                 unit_rows(self.second.encoder.encode(histories, timestamps)))
 
     def encode(self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """(n, dim_first + dim_second) float32: each part's unit query vector scaled by :meth:`coefficients`."""
         a, b = self.coefficients()
         x, y = self._units(histories, timestamps)
         return np.ascontiguousarray(np.concatenate([x * np.float32(a), y * np.float32(b)], axis=1), dtype=np.float32)

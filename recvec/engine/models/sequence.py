@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from recvec.checks import MAX_FACTORS, MAX_ITERATIONS, check_int
+from recvec.engine.models.hybrid import RemappedEncoder
 from recvec.errors import ArtifactError, RecvecError, shown
 
 ARCHES = ("sasrec", "gru")
@@ -74,10 +75,13 @@ class SequenceConfig:
             raise RecvecError(f"sequence negatives must be an integer >= 0 (got {shown(self.negatives)})")
 
     def to_dict(self) -> dict:
+        """JSON-ready: every field."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SequenceConfig":
+        """Rebuild from :meth:`to_dict` output (missing keys take their defaults); RecvecError for unknown
+        keys or out-of-range values."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
@@ -238,11 +242,33 @@ class SequenceModel:
         return np.ascontiguousarray(w, dtype=np.float32)
 
     def encoder(self, *, batch_size: int = 1024) -> "SequenceEncoder":
+        """A SequenceEncoder over this model, running ``batch_size`` histories per forward pass."""
         return SequenceEncoder(self, batch_size=batch_size)
 
     def state_dict_arrays(self) -> dict[str, np.ndarray]:
         """Weights as contiguous float32 numpy arrays (for safetensors.numpy.save_file)."""
         return {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in self.module.state_dict().items()}
+
+    def weights_array(self) -> np.ndarray:
+        """The weights as safetensors bytes in a 1-d uint8 array (stored with an artifact's arrays)."""
+        from safetensors.numpy import save
+
+        return np.frombuffer(save(self.state_dict_arrays()), dtype=np.uint8).copy()
+
+    @classmethod
+    def from_weights_array(cls, config: SequenceConfig, raw: np.ndarray) -> "SequenceModel":
+        """Rebuild from ``weights_array()``; ArtifactError for anything that is not such weights."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ArtifactError(f"sequence weights must be a 1-d uint8 array of safetensors bytes, got {raw.dtype} "
+                                f"{raw.shape}")
+        try:
+            state = load(raw.tobytes())
+        except (SafetensorError, ValueError) as e:
+            raise ArtifactError(f"sequence weights are not valid safetensors: {e}") from None
+        return cls.from_arrays(config, state)
 
     @classmethod
     def from_arrays(cls, config: SequenceConfig, arrays: dict[str, np.ndarray]) -> "SequenceModel":
@@ -271,12 +297,47 @@ class SequenceEncoder:
 
     Timestamps are accepted for the protocol and ignored (order is what the model reads)."""
 
-    def __init__(self, model: SequenceModel, *, batch_size: int = 1024):
+    def __init__(self, model: SequenceModel, *, batch_size: int = 1024, weights: str = "sequence_weights"):
         self.model = model
         self.dim = model.config.dim
         self.batch_size = int(batch_size)
+        self.weights = weights
+
+    def params(self) -> dict:
+        """{"kind": "sequence", "config", "weights": the artifact array holding the safetensors bytes}."""
+        return {"kind": "sequence", "config": self.model.config.to_dict(), "weights": self.weights}
+
+    def item_vectors(self) -> np.ndarray:
+        """(num_items, dim) float32: the model's item embeddings (see SequenceModel.item_vectors)."""
+        return self.model.item_vectors()
+
+    @classmethod
+    def from_params(cls, params: dict, arrays: dict, vectors, n_items: int, decode):
+        """The encoder over an artifact's index rows: the model from its weights array; with a ``rows``
+        array (the model knows fewer items than the index) wrapped to map index rows to its rows."""
+        def array(name: str) -> np.ndarray:
+            if name not in arrays:
+                raise ArtifactError(f"artifact lacks the array {shown(name)} its sequence user encoder needs; rebuild it")
+            return arrays[name]
+
+        rows = array(params["rows"]) if params.get("rows") else None
+        if rows is not None and rows.shape != (n_items,):
+            raise ArtifactError(f"{params['rows']} has shape {rows.shape}, expected ({n_items},)")
+        n_model = n_items if rows is None else int(rows.max(initial=-1)) + 1
+        weights = str(params.get("weights", "sequence_weights"))
+        try:
+            config = SequenceConfig.from_dict(params["config"])
+        except RecvecError as e:
+            raise ArtifactError(f"manifest.json user_encoder config: {e}") from None
+        model = SequenceModel.from_weights_array(config, array(weights))
+        if model.num_items != n_model:
+            raise ArtifactError(f"sequence weights cover {model.num_items} items but the index expects {n_model}")
+        enc = cls(model, weights=weights)
+        return enc if rows is None else RemappedEncoder(enc, rows, array=params["rows"])
 
     def encode(self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """The model's hidden state after each history's last ``max_len`` items; timestamps ignored, empty
+        histories give zero rows. RecvecError for a row outside the model's items."""
         import torch
 
         hist = _check_rows(histories, self.model.num_items, "history")

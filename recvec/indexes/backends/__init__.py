@@ -1,51 +1,43 @@
-"""Where item vectors are served from: the in-process FAISS ``ItemIndex`` (the default) or Milvus.
+"""Where item vectors are served from, behind one interface (``base.Backend`` builds, records and
+reopens a ``base.SearchBackend``): FAISS in process (the default) or a Milvus collection.
 
-Every backend answers the same search contract, so query and benchmark code never asks which one
-it holds::
-
-    rows, scores = index.search(queries, k, exclude=None, ef_search=None, nprobe=None)
-
-``queries`` is (n, d) float32; ``rows`` (n, k) int64 are catalogue row numbers 0..ntotal-1 (external
-ids are mapped elsewhere), ``scores`` (n, k) float32 inner products in rank order. ``exclude[i]``
-holds the row numbers query i must never get back; a backend still returns k rows (no -1 padding)
-while k <= ntotal - excluded. ``ef_search``/``nprobe`` are per-call HNSW/IVF knobs.
-
-Backends:
-
-- ``recvec.indexes.search.ItemIndex``: FAISS in process, persisted as a file in the artifact.
-- ``recvec.indexes.backends.milvus.MilvusIndex``: a Milvus collection, either Milvus Lite (a local
-  ``FILE.db``, in process) or a Milvus standalone/distributed server (``http://HOST:19530``).
-  Persisted by the server; the artifact stores ``MilvusIndex.describe()`` and reopens it with
-  ``MilvusIndex.open(uri, collection)``.
-
-Nothing here imports FAISS or pymilvus at module level (the CLI imports this at startup).
+Adding a backend is one module implementing ``Backend`` and one line in ``_REGISTRY`` below; the
+artifact code, ``recvec build --backend NAME``, every ``recvec query`` and the benchmarks then use it.
+Modules are imported when first asked for (``recvec --help`` loads none of them, nor numpy).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+import importlib
+from typing import Any
 
-import numpy as np
+from recvec.errors import RecvecError, shown
 
-BACKENDS = ("faiss", "milvus")
-
-
-@runtime_checkable
-class SearchBackend(Protocol):
-    """What the query and benchmark code needs from an index, whatever serves it."""
-
-    @property
-    def ntotal(self) -> int: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def search(self, queries: np.ndarray, k: int, *, exclude: Sequence[np.ndarray] | None = None,
-               ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+#: name -> "module:class" of its Backend.
+_REGISTRY = {
+    "faiss": "recvec.indexes.backends.faiss:FaissBackend",
+    "milvus": "recvec.indexes.backends.milvus:MilvusBackend",
+}
+NAMES = tuple(_REGISTRY)
+DEFAULT = "faiss"
+_LOADED: dict[str, Any] = {}
 
 
-def milvus_available() -> bool:
-    """True when pymilvus is importable (Milvus Lite ``.db`` URIs also need the milvus-lite package)."""
-    import importlib.util
+def get(name: str | None) -> Any:
+    """The Backend registered as ``name`` (None: the default, FAISS); RecvecError for unknown names."""
+    name = DEFAULT if name is None else str(name).lower()
+    if name not in _REGISTRY:
+        raise RecvecError(f"unknown index backend {shown(name)}; choose one of {', '.join(NAMES)}",
+                          params=("backend",))
+    if name not in _LOADED:
+        module, _, cls = _REGISTRY[name].partition(":")
+        _LOADED[name] = getattr(importlib.import_module(module), cls)()
+    return _LOADED[name]
 
-    return importlib.util.find_spec("pymilvus") is not None
+
+def of(index: Any) -> Any:
+    """The Backend that built or opened ``index`` (its ``backend`` attribute names it)."""
+    name = getattr(index, "backend", None)
+    if not isinstance(name, str):
+        raise RecvecError(f"{type(index).__name__} is not a search backend of recvec (no backend name)")
+    return get(name)

@@ -32,249 +32,54 @@ pymilvus is imported inside functions only (the CLI imports this module lazily a
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import os
-import re
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 from recvec.errors import RecvecError, shown
-from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, QueryParams, default_nprobe
-
-ID_FIELD = "id"
-VECTOR_FIELD = "vec"
-METRIC = "IP"
-#: Every collection recvec creates carries this description: only those does it ever drop.
-_DESCRIPTION = "recvec item vectors; id = catalogue row number"
-_MARK = "recvec"  # ... and this collection property (Milvus Lite keeps properties, not descriptions)
-
-
-def _written_by_recvec(described: dict) -> bool:
-    """Whether a collection (``describe_collection``'s answer) is one recvec created."""
-    props = described.get("properties") or {}
-    return str(described.get("description", "")).startswith(_DESCRIPTION) or props.get(_MARK) == _DESCRIPTION
-#: Milvus caps topk (limit) at 16384 per search.
-MAX_TOP_K = 16384
-#: Milvus caps HNSW ef at 32768 and IVF nlist at 65536.
-MAX_HNSW_EF = 32768
-MAX_NLIST = 65536
-#: Our index kinds each Milvus flavour can build.
-LITE_KINDS = ("flat", "hnsw", "ivf", "ivfsq")
-SERVER_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
-INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf": "IVF_FLAT", "ivfsq": "IVF_SQ8", "ivfpq": "IVF_PQ"}
-_KIND_OF = {**{v: k for k, v in INDEX_TYPES.items()}, "BRUTE_FORCE": "flat"}
-_HNSW_TYPES = ("HNSW",)
-_IVF_TYPES = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ")
-#: A FLAT search of a query batch may allocate about batch x ntotal x dim floats (Milvus Lite 2.x
-#: did exactly that); keep that product under this many bytes, and batches at most 64 queries.
-QUERY_BUDGET_BYTES = 256 << 20
-MAX_QUERY_BATCH = 64
-#: Searches read at "Bounded" consistency: create() flushes and loads before returning, so every row
-#: is in a sealed segment, and a "Strong" search waits ~200 ms per call on a Milvus server for the
-#: time tick (measured on Milvus 2.3.5 standalone).
-SEARCH_CONSISTENCY = "Bounded"
-PIP_HINT = "pip install 'pymilvus==3.0.2' 'milvus-lite==3.2.2'"
-
-_COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-_SERVER_URI = re.compile(r"^(https?|tcp)://[^/\s]+", re.IGNORECASE)
-# Keys of a describe_index answer that are not build parameters.
-_INDEX_META_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
-                    "pending_index_rows", "state", "params", "search_params", "mmap.enabled"}
-
-
-# -- URIs, names, parameters (no pymilvus needed) -----------------------------------------------
-
-def resolve_uri(uri: str | os.PathLike[str]) -> tuple[str, str]:
-    """``(uri, mode)``: mode "lite" for a ``.db`` path (made absolute) or "server" for http(s)://."""
-    if not isinstance(uri, (str, os.PathLike)):
-        raise RecvecError(f"Milvus URI must be a string, got {type(uri).__name__}")
-    text = os.fspath(uri).strip()
-    if _SERVER_URI.match(text):
-        return text.rstrip("/"), "server"
-    if "://" in text:
-        raise RecvecError(f"Milvus URI {shown(text)}: unsupported scheme; use a local FILE.db path (Milvus Lite) "
-                          "or http://HOST:19530 (Milvus server)")
-    if not text.endswith(".db"):
-        raise RecvecError(f"Milvus URI {shown(text)}: use a local path ending in .db (Milvus Lite) "
-                          "or http://HOST:19530 (Milvus server)")
-    path = os.path.abspath(os.path.expanduser(text))
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise RecvecError(f"Milvus Lite URI {shown(text)}: folder {parent} does not exist")
-    return path, "lite"
-
-
-def check_collection_name(name: str) -> str:
-    """Milvus collection names: a letter or _, then letters, digits or _, at most 255 characters."""
-    if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
-        raise RecvecError(f"Milvus collection name {shown(name)} is invalid: use letters, digits and _, "
-                          "starting with a letter or _ (at most 255 characters)")
-    return name
-
-
-def milvus_index_params(spec: IndexSpec, n: int, d: int, *, mode: str) -> tuple[str, dict[str, int]]:
-    """``(index_type, build params)`` for our spec on n vectors of dimension d, for "lite" or "server".
-
-    Raises RecvecError naming the supported kinds when this Milvus flavour cannot build the spec.
-    """
-    supported = LITE_KINDS if mode == "lite" else SERVER_KINDS
-    flavour = "Milvus Lite" if mode == "lite" else "a Milvus server"
-    if spec.kind not in supported:
-        what = (f"FAISS factory string {shown(spec.factory)}" if spec.kind == "factory"
-                else f"index kind {shown(spec.kind)}")
-        raise RecvecError(f"{what} is not supported on {flavour}; supported kinds: {', '.join(supported)}"
-                          + (" (ivfpq needs a Milvus server)" if mode == "lite" and spec.kind == "ivfpq" else ""))
-    if spec.kind == "flat":
-        return "FLAT", {}
-    if spec.kind == "hnsw":
-        return "HNSW", {"M": int(spec.M), "efConstruction": int(spec.ef_construction)}
-    nlist = int(spec.resolve_nlist(n))
-    if spec.kind == "ivf":
-        return "IVF_FLAT", {"nlist": nlist}
-    if spec.kind == "ivfsq":
-        if spec.sq != "SQ8":
-            raise RecvecError(f"Milvus scalar quantisation is SQ8 only, not {spec.sq}; use ivfsq with sq='SQ8'")
-        return "IVF_SQ8", {"nlist": nlist}
-    return "IVF_PQ", {"nlist": nlist, "m": int(spec.resolve_pq_m(d)), "nbits": 8}
-
-
-def default_query_batch(ntotal: int, dim: int) -> int:
-    """Queries per Milvus call: at most 64, and batch x ntotal x dim x 4 bytes <= QUERY_BUDGET_BYTES."""
-    return int(max(1, min(MAX_QUERY_BATCH, QUERY_BUDGET_BYTES // max(1, ntotal * dim * 4))))
-
-
-def exclusion_filter(rows: np.ndarray | None) -> str:
-    """The Milvus boolean expression that drops these row ids ("" when there are none)."""
-    if rows is None or len(rows) == 0:
-        return ""
-    return f"{ID_FIELD} not in [{','.join(str(int(r)) for r in rows)}]"
-
-
-# -- pymilvus plumbing --------------------------------------------------------------------------
-
-def _message(e: BaseException) -> str:
-    msg = getattr(e, "message", None) or str(e) or type(e).__name__
-    return str(msg).strip().splitlines()[0] if str(msg).strip() else type(e).__name__
-
-
-@contextmanager
-def _milvus_errors(what: str) -> Iterator[None]:
-    """Turn pymilvus / milvus-lite / gRPC failures into RecvecError naming what we were doing."""
-    try:
-        yield
-    except RecvecError:
-        raise
-    except Exception as e:
-        module = type(e).__module__ or ""
-        if module.startswith(("pymilvus", "milvus_lite", "grpc")):
-            raise RecvecError(f"Milvus {what}: {_message(e)}") from e
-        raise
-
-
-def _connect(uri: str, mode: str, token: str | None, timeout: float) -> Any:
-    if importlib.util.find_spec("pymilvus") is None:
-        raise RecvecError(f"the milvus backend needs pymilvus: {PIP_HINT}")
-    if mode == "lite" and importlib.util.find_spec("milvus_lite") is None:
-        raise RecvecError(f"Milvus Lite URIs (.db) need the milvus-lite package: {PIP_HINT}")
-    from pymilvus import MilvusClient
-
-    if token is None:
-        token = os.environ.get("RECVEC_MILVUS_TOKEN", "")
-    # milvus-lite logs a full traceback when it cannot start (e.g. the .db is locked); we raise instead.
-    lite_log = logging.getLogger("milvus_lite.server_manager")
-    level = lite_log.level
-    lite_log.setLevel(logging.CRITICAL)
-    try:
-        return MilvusClient(uri=uri, token=token or "", timeout=timeout)
-    except Exception as e:  # connection refused, locked .db, bad token: all user-fixable
-        hint = ""
-        if mode == "lite":
-            hint = ("; Milvus Lite lets one process at a time open a .db (is another process using it?)"
-                    if os.path.exists(os.path.join(uri, "LOCK")) else "")
-        raise RecvecError(f"cannot connect to Milvus at {uri}: {_message(e)}{hint}") from e
-    finally:
-        lite_log.setLevel(level)
-
-
-def _check_vectors(vectors: Any, what: str) -> np.ndarray:
-    x = np.asarray(vectors)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise RecvecError(f"{what} must be a non-empty (n, d) array, got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise RecvecError(f"{what} must be numeric, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise RecvecError(f"{what} contain NaN or infinite values (rows {bad[:10].tolist()})")
-    return x
-
-
-def _check_queries(queries: Any, dim: int) -> np.ndarray:
-    from recvec.indexes.search import _as_queries  # the FAISS index's checks, one definition
-
-    return _as_queries(queries, dim, against="the Milvus collection's dimension")
-
-
-def _check_k(k: Any, ntotal: int, sets: list[np.ndarray | None]) -> int:
-    """k as ItemIndex takes it: 1 <= k <= ntotal - (each query's excluded rows); also Milvus's cap."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise RecvecError(f"k must be a positive integer, got {shown(k)}")
-    k = int(k)
-    if k > ntotal:
-        raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
-    if k > MAX_TOP_K:
-        raise RecvecError(f"k={k} is above Milvus's limit of {MAX_TOP_K} results per query")
-    for i, rows in enumerate(sets):
-        if rows is not None and ntotal - rows.size < k:
-            raise RecvecError(f"k={k} is larger than the {ntotal - rows.size} items left for query {i} "
-                              f"after excluding {rows.size} of {ntotal}")
-    return k
-
-
-def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
-    """ef for a filtered HNSW query: the asked ef, at least k + the number excluded (the rule
-    ``recvec.indexes.search`` uses for FAISS), within Milvus's ef cap."""
-    return int(min(MAX_HNSW_EF, max(ef, k + n_excluded)))
-
-
-def _exclusion_sets(exclude: Sequence[np.ndarray] | None, n: int, ntotal: int) -> list[np.ndarray | None]:
-    """Per query: sorted unique row ids to exclude, or None; ids outside 0..ntotal-1 are refused."""
-    if exclude is None:
-        return [None] * n
-    if len(exclude) != n:
-        raise RecvecError(f"exclude has {len(exclude)} entries for {n} queries; give one array per query")
-    out: list[np.ndarray | None] = []
-    for i, rows in enumerate(exclude):
-        a = np.asarray(rows if rows is not None else []).ravel()
-        if a.size == 0:
-            out.append(None)
-            continue
-        if not np.issubdtype(a.dtype, np.integer):
-            raise RecvecError(f"exclude[{i}] must hold integer row ids, got dtype {a.dtype}")
-        a = np.unique(a.astype(np.int64))
-        if a[0] < 0 or a[-1] >= ntotal:
-            bad = a[(a < 0) | (a >= ntotal)]
-            raise RecvecError(f"exclude[{i}] has item rows outside 0..{ntotal - 1}: {bad[:10].tolist()}")
-        out.append(a)
-    return out
-
-
-def _index_build_params(info: dict[str, Any]) -> dict[str, Any]:
-    """Build parameters from a describe_index answer (Lite nests them under "params", servers flatten)."""
-    nested = info.get("params")
-    raw = dict(nested) if isinstance(nested, dict) else {}
-    raw.update({k: v for k, v in info.items() if k not in _INDEX_META_KEYS})
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            value = int(value)
-        out[key] = value
-    return out
+from recvec.indexes.backends.base import (
+    BackendOptions,
+    as_exclusions,
+    as_queries,
+    check_vectors,
+)
+from recvec.indexes.backends.milvus_client import (
+    _DESCRIPTION,
+    _HNSW_TYPES,
+    _IVF_TYPES,
+    _KIND_OF,
+    _MARK,
+    ID_FIELD,
+    LITE_KINDS,
+    MAX_NLIST,
+    MAX_TOP_K,
+    METRIC,
+    SEARCH_CONSISTENCY,
+    SERVER_KINDS,
+    VECTOR_FIELD,
+    _check_k,
+    _connect,
+    _index_build_params,
+    _message,
+    _milvus_errors,
+    _written_by_recvec,
+    check_collection_name,
+    default_query_batch,
+    exclusion_filter,
+    hnsw_ef,
+    milvus_index_params,
+    resolve_uri,
+)
+from recvec.indexes.spec import (
+    DEFAULT_EF_SEARCH,
+    IndexSpec,
+    QueryParams,
+    default_nprobe,
+)
 
 
 class MilvusIndex:
@@ -285,9 +90,12 @@ class MilvusIndex:
     ``index_params``, ``query_batch`` (queries per Milvus call; settable).
     """
 
+    backend = "milvus"
+
     def __init__(self, client: Any, *, uri: str, mode: str, collection: str, dim: int, ntotal: int,
                  index_type: str, index_params: dict[str, Any], query_batch: int | None = None):
         self._client = client
+        self._vectors: np.ndarray | None = None  # the item vectors, when the builder or opener has them
         self.uri = uri
         self.mode = mode
         self.collection = collection
@@ -314,7 +122,7 @@ class MilvusIndex:
         connection is made.
         """
         collection = check_collection_name(collection)
-        x = _check_vectors(vectors, "index vectors")
+        x = check_vectors(vectors, "index vectors")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise RecvecError(f"batch_size must be a positive integer, got {shown(batch_size)}")
         n, d = x.shape
@@ -353,8 +161,10 @@ class MilvusIndex:
                     pass
             client.close()
             raise
-        return cls(client, uri=uri, mode=mode, collection=collection, dim=d, ntotal=n,
-                   index_type=index_type, index_params=params)
+        index = cls(client, uri=uri, mode=mode, collection=collection, dim=d, ntotal=n,
+                    index_type=index_type, index_params=params)
+        index._vectors = x
+        return index
 
     @staticmethod
     def _create_collection(client: Any, collection: str, d: int) -> None:
@@ -461,6 +271,7 @@ class MilvusIndex:
 
     @property
     def dim(self) -> int:
+        """Dimension of the collection's vectors."""
         return self._dim
 
     @property
@@ -499,10 +310,11 @@ class MilvusIndex:
         """
         if self._dropped:
             raise RecvecError(f"Milvus collection {shown(self.collection)} at {self.uri} was dropped")
-        q = _check_queries(queries, self._dim)
+        q = as_queries(queries, self._dim, against="the Milvus collection's dimension")
         n = q.shape[0]
-        sets = _exclusion_sets(exclude, n, self._ntotal)
-        k = _check_k(k, self._ntotal, sets)
+        excl = as_exclusions(exclude, n, self._ntotal)
+        k = _check_k(k, self._ntotal, excl)
+        sets = [None if excl is None or not excl[i].size else excl[i] for i in range(n)]
         params = self._search_params(k, ef_search, nprobe)
         out_rows = np.full((n, k), -1, dtype=np.int64)
         out_scores = np.full((n, k), -np.inf, dtype=np.float32)
@@ -571,6 +383,14 @@ class MilvusIndex:
         scores_out[:m] = sc[order]
         return m
 
+    def vectors(self) -> np.ndarray:
+        """The item vectors in row order, (ntotal, dim) float32: those the collection was created from
+        or checked against when opened from an artifact (Milvus is not asked for them)."""
+        if self._vectors is None:
+            raise RecvecError(f"the item vectors of Milvus collection {shown(self.collection)} are not held here "
+                              "(open it through its artifact)")
+        return self._vectors
+
     # -- lifecycle --------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for an artifact manifest; ``open(d["uri"], d["collection"])`` reopens it.
@@ -610,3 +430,130 @@ class MilvusIndex:
     def __repr__(self) -> str:
         return (f"MilvusIndex(uri={shown(self.uri)}, collection={shown(self.collection)}, {self.index_type} "
                 f"{self.index_params}, ntotal={self._ntotal}, dim={self._dim})")
+
+
+class MilvusBackend:
+    """A Milvus collection (Milvus Lite ``FILE.db`` in process, or a Milvus server by URI): the
+    artifact records where it is (``describe()`` minus credentials) and stores the item vectors,
+    which build the query-time user vectors and check the collection when it is opened again."""
+
+    name = "milvus"
+    label = "Milvus"
+
+    def check(self, spec: IndexSpec, options: BackendOptions, dest=None) -> BackendOptions:
+        """Requires ``uri`` and ``collection``, resolves the URI, and refuses (RecvecError) an invalid
+        collection name, an index kind the Lite or server mode cannot build, and a Lite database
+        inside ``dest``."""
+        missing = [p for p in ("uri", "collection") if not getattr(options, p)]
+        if missing:
+            raise RecvecError(f"backend milvus needs {' and '.join(missing)} (uri: FILE.db for Milvus Lite or "
+                              "http://HOST:19530 for a Milvus server; collection: a name)",
+                              params=("backend", "uri", "collection"))
+        uri, mode = resolve_uri(options.uri)
+        check_collection_name(options.collection)
+        if spec is not None:
+            supported = LITE_KINDS if mode == "lite" else SERVER_KINDS
+            if spec.kind not in supported:
+                what = f"FAISS factory string {shown(spec.factory)}" if spec.kind == "factory" else f"index kind {shown(spec.kind)}"
+                where = "Milvus Lite" if mode == "lite" else "a Milvus server"
+                raise RecvecError(f"{what} cannot be built on {where}; supported kinds: {', '.join(supported)}")
+        if dest is not None:
+            check_lite_location(uri, dest)
+        return replace(options, uri=uri)
+
+    def build(self, vectors: np.ndarray, spec: IndexSpec, options: BackendOptions, *, seed: int = 0) -> MilvusIndex:
+        """Create the collection and load ``vectors`` into it (``options.batch_size`` rows per insert call)."""
+        extra = {"batch_size": options.batch_size} if options.batch_size else {}
+        return MilvusIndex.create(options.uri, options.collection, vectors, spec, progress=options.progress, **extra)
+
+    def manifest_entry(self, index: MilvusIndex, dest=None) -> dict:
+        """``{"kind": "milvus", uri, collection, index parameters, "index_kind"}``, never a token;
+        RecvecError for a Milvus Lite database inside ``dest``."""
+        if dest is not None:
+            check_lite_location(index.uri, dest)
+        d = dict(index.describe())
+        d.pop("backend", None)
+        index_kind = d.pop("kind", None)
+        d.pop("token", None)  # describe() never holds one; make sure no credential reaches the manifest
+        return {"kind": "milvus", **d, "index_kind": index_kind}
+
+    def files(self, index: MilvusIndex) -> dict[str, bytes]:
+        """``{}``: the index lives in Milvus."""
+        return {}
+
+    def reproduces(self, index: MilvusIndex, vectors: np.ndarray) -> bool:
+        """False: the artifact always stores the item vectors, which check the collection when it is opened."""
+        return False  # the artifact stores the vectors: they check the collection when it is opened
+
+    def check_entry(self, entry: dict, where: str) -> dict:
+        """Requires string ``uri`` and ``collection`` entries and a valid collection name."""
+        for key in ("uri", "collection"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise RecvecError(f"{where}: backend {key} is missing or not a string")
+        try:
+            check_collection_name(entry["collection"])
+        except RecvecError as e:
+            raise RecvecError(f"{where}: backend collection: {e}") from None
+        return entry
+
+    def open(self, entry: dict, files: dict[str, bytes], vectors: np.ndarray | None, *,
+             verify: bool = True) -> MilvusIndex:
+        """Open the collection the entry points at and check that it holds these item vectors."""
+        uri, collection = entry["uri"], entry["collection"]
+        what = f"Milvus collection {shown(collection)} at {uri}"
+        uri, mode = resolve_uri(uri)
+        if mode == "lite" and not os.path.exists(uri):  # don't let Milvus Lite create an empty database
+            raise RecvecError(f"its index is {what}, but the Milvus Lite database {uri} does not exist (moved or "
+                              "deleted?); rebuild with recvec build --backend milvus")
+        try:
+            ix = MilvusIndex.open(uri, collection)
+        except RecvecError as e:
+            msg = str(e) if collection in str(e) and uri in str(e) else f"{what}: {e}"
+            hint = "; rebuild the artifact with recvec build --backend milvus" if "no Milvus collection" in msg else ""
+            raise RecvecError(msg + hint) from None
+        try:
+            self._check(ix, entry, vectors, what, verify)
+        except BaseException:
+            ix.close()
+            raise
+        ix._vectors = vectors
+        return ix
+
+    @staticmethod
+    def _check(ix: MilvusIndex, entry: dict, vectors: np.ndarray, what: str, verify: bool) -> None:
+        rebuilt = "; was it rebuilt or replaced since this artifact was written? Rebuild the artifact"
+        if vectors is None or vectors.shape != (ix.ntotal, ix.dim):
+            shape = None if vectors is None else vectors.shape
+            raise RecvecError(f"{what} holds {ix.ntotal} x {ix.dim} vectors, the artifact's item vectors are "
+                              f"{shape}{rebuilt}")
+        want_type = entry.get("index_type")
+        if isinstance(want_type, str) and want_type and ix.index_type != want_type.upper():
+            raise RecvecError(f"{what} has a {ix.index_type} index, the manifest says {want_type}{rebuilt}")
+        if not verify or ix.kind not in ("flat", "hnsw", "ivf"):
+            return  # quantised indexes (SQ8, PQ) return approximate scores: nothing exact to compare
+        # Spot check: a few rows searched for themselves must score exactly as the stored vectors say.
+        n = ix.ntotal
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, 3)).astype(np.int64))
+        got_rows, got_scores = ix.search(vectors[rows], int(min(n, 5)))
+        q, v = vectors[rows].astype(np.float64), vectors[got_rows].astype(np.float64)
+        want = np.einsum("qd,qkd->qk", q, v)
+        scale = np.linalg.norm(q, axis=1, keepdims=True) * np.linalg.norm(v, axis=2)  # |q.v| <= |q||v|
+        bad = np.abs(got_scores.astype(np.float64) - want) > 1e-4 * scale + 1e-6
+        if bad.any():
+            row = int(rows[np.argwhere(bad)[0][0]])
+            raise RecvecError(f"{what} does not hold this artifact's item vectors (search scores for row {row} "
+                              f"disagree with item_vectors.npy){rebuilt}")
+
+    def discard(self, index: MilvusIndex) -> None:
+        """Drop the collection that the failed save built."""
+        index.drop()
+
+
+def check_lite_location(uri: str, dest) -> None:
+    """Refuse a Milvus Lite database inside the artifact directory (publishing replaces that directory)."""
+    if "://" in str(uri) or str(dest).startswith("s3://"):
+        return
+    db, out = Path(uri).resolve(), Path(dest).resolve()
+    if db == out or out in db.parents:
+        raise RecvecError(f"the Milvus Lite database {db} is inside the artifact directory {out}, which is "
+                          "replaced on every build; put the .db file outside the artifact", params=("uri",))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from recvec.engine.models.fit import ModelConfig
 from recvec.errors import RecvecError, shown
+from recvec.indexes.spec import IndexSpec
 
 PACKAGE = "recvec"
 FOLDER = "presets"
@@ -27,6 +28,9 @@ FOLDER = "presets"
 
 @dataclass(frozen=True)
 class Preset:
+    """A named model configuration: its ModelConfig, the index spec to build, a description, the figures
+    it measured (``measured``) and where it was read from (``source``)."""
+
     name: str
     model: ModelConfig
     index: str = "flat"
@@ -35,6 +39,7 @@ class Preset:
     source: str = ""
 
     def to_dict(self) -> dict:
+        """JSON-ready, in the preset file's layout (without ``source``)."""
         return {"name": self.name, "description": self.description, "model": self.model.to_dict(),
                 "index": self.index, "measured": self.measured}
 
@@ -44,6 +49,7 @@ def _folder():
 
 
 def preset_names() -> list[str]:
+    """Names of the packaged presets (``recvec/presets/*.json``), sorted; [] when none are installed."""
     folder = _folder()
     if not folder.is_dir():
         return []
@@ -66,9 +72,10 @@ def parse_preset(data: dict, source: str) -> Preset:
     index = data.get("index", "flat")
     if not isinstance(index, str):
         raise RecvecError(f"{source}: 'index' must be an index spec string such as 'flat' or 'hnsw32'")
-    from recvec.indexes.spec import IndexSpec
-
-    IndexSpec.parse(index)  # refuse a bad spec now, naming the preset
+    try:
+        IndexSpec.parse(index)  # refuse a bad spec now, naming the preset
+    except RecvecError as e:
+        raise RecvecError(f"{source}: {e}") from None
     measured = data.get("measured", {})
     if not isinstance(measured, dict):
         raise RecvecError(f"{source}: 'measured' must be an object")
@@ -93,11 +100,13 @@ def load_preset(name_or_path: str) -> Preset:
     path = Path(key).expanduser()
     if key.endswith(".json") or path.is_file():
         if not path.is_file():
-            raise RecvecError(f"--preset {key}: no such file")
+            raise RecvecError(f"preset {shown(key)}: no such file", params=("preset",))
         return parse_preset(_read_json(path.read_text(encoding="utf-8"), str(path)), str(path))
     names = ", ".join(preset_names()) or "none installed"
-    raise RecvecError(f"unknown --preset {shown(key)}; choose one of {names}, or give a preset JSON file")
+    raise RecvecError(f"unknown preset {shown(key)}; choose one of {names}, or give a preset JSON file",
+                      params=("preset",))
 
 
 def list_presets() -> list[Preset]:
+    """Every packaged preset, loaded; RecvecError if one is malformed."""
     return [load_preset(n) for n in preset_names()]

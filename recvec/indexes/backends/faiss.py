@@ -5,14 +5,15 @@ Results are item rows (0..n-1) and scores; mapping rows to external ids happens 
 Exclusion (a user's history) is exact for every index kind: a query never gets an excluded row,
 never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exclusion):
 
-* exact (flat) batches of 20+ queries: blocked BLAS matmul with the excluded scores set to -inf
-  and FAISS's C++ top-k heaps (faster than ``IndexFlatIP.search`` itself, which excludes nothing).
+* exact (flat) batches of ``_BLOCKED_MIN_QUERIES`` or more queries: blocked BLAS matmul with the
+  excluded scores set to -inf and FAISS's C++ top-k heaps (measured faster than
+  ``IndexFlatIP.search`` itself, which excludes nothing).
 * otherwise flat, scalar-quantiser, HNSW and IVF indexes: FAISS ``IDSelector`` search parameters
   (a bitmap for the exhaustive kinds, a negated ``IDSelectorBatch`` for HNSW/IVF, which test only
   the items they visit), one call per distinct exclusion set (queries sharing a set are
-  batched). For a single exact query this beat searching ``k + len(exclude)`` and filtering
-  (3,706 x 64 items, 300 excluded: 0.12 vs 0.25 ms; 1M x 64: 12 vs 54 ms). For HNSW the search
-  width grows with the exclusion (``hnsw_ef``: the graph walk passes over excluded nodes without
+  batched). For a single exact query this measured faster than searching ``k + len(exclude)``
+  and filtering, on small and million-item catalogues alike. For HNSW the search width grows
+  with the exclusion (``hnsw_ef``: the graph walk passes over excluded nodes without
   keeping them). If a query still comes back short (IVF lists emptied by the exclusion, an HNSW
   region cut off), its efSearch/nprobe is doubled until it is complete, and as a last resort it
   is answered exactly from reconstructed vectors.
@@ -31,15 +32,29 @@ check are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recvec.errors import RecvecError, shown
-from recvec.indexes.spec import QueryParams, check_metric, describe_index, link_unreachable
+from recvec.errors import RecvecError
+from recvec.indexes import backends
+from recvec.indexes.backends.base import (
+    BackendOptions,
+    as_exclusions,
+    as_queries,
+    check_k,
+    hnsw_ef,
+)
+from recvec.indexes.backends.faiss_build import (
+    build_index,
+    check_metric,
+    describe_index,
+    link_unreachable,
+)
+from recvec.indexes.spec import IndexSpec, QueryParams
 
 if TYPE_CHECKING:  # pragma: no cover
     import faiss
@@ -48,116 +63,21 @@ if TYPE_CHECKING:  # pragma: no cover
 #: ``ItemIndex._search_blocked``); fewer go through FAISS's own search (with the selector).
 _BLOCKED_MIN_QUERIES = 20
 #: Items per block and the bound on one block of scores (queries x items floats) in that path.
-#: Measured at 100k x 64 (2,000 queries, 2 threads): 2,500-3,200 QPS for blocks of 16-64k items
-#: and 512-2,048 queries vs 1,230 for raw IndexFlatIP.search and 1,000 for the selector path.
+#: Chosen by measurement: blocks of this size, and a range of sizes around it, beat both raw
+#: IndexFlatIP.search and the selector path on batch throughput.
 _BLOCK_ITEMS = 16_384
 _BLOCK_FLOATS = 1 << 24
 #: Queries per chunk in the batched exact path (bounds the over-fetch buffer: chunk x (k + excl)).
 _FLAT_CHUNK = 256
-#: Up to this many items the exclusion bitmap is built from a bool mask (3.7 us at 3.5k items),
-#: beyond it by clearing bits in a copied all-ones bitmap (15 us at 1M items, vs 110 us).
+#: Up to this many items the exclusion bitmap is built from a bool mask, beyond it by clearing bits
+#: in a copied all-ones bitmap (measured several times faster than the mask on large catalogues).
 _SMALL_BITMAP = 65_536
 
 
-def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
-    """efSearch for a filtered HNSW query: the asked ef, at least k + the number excluded.
-
-    FAISS's filtered HNSW walk still traverses excluded nodes but only keeps allowed ones, so a
-    user with hundreds of excluded items needs a wider beam to keep its recall (measured on ML-1M
-    ALS vectors: filtered recall@10 vs exact filtered search >= 0.99 with this rule).
-    """
-    return max(ef, k + n_excluded)
-
-
-def _as_queries(queries: Any, dim: int, against: str = "the index dimension") -> np.ndarray:
-    """(n, dim) contiguous finite float32 queries (a 1-D query is one row), or a RecvecError."""
-    q = np.asarray(queries)
-    if q.ndim == 1:
-        q = q[None, :]
-    if q.ndim != 2:
-        raise RecvecError(f"queries must be a (n, {dim}) array, got shape {q.shape}")
-    if q.shape[1] != dim:
-        raise RecvecError(f"query dimension {q.shape[1]} does not match {against} {dim}")
-    if q.size and q.dtype.kind not in "fiu":
-        raise RecvecError(f"queries must be numeric, got {q.dtype}")
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    if not np.isfinite(q).all():
-        bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
-        raise RecvecError(f"queries contain NaN or infinite values (query rows {bad[:10].tolist()})")
-    return q
-
-
-def _as_exclusions(exclude: Sequence[Any] | None, n: int, ntotal: int) -> list[np.ndarray] | None:
-    """Sorted unique int64 row arrays, one per query, or None when nothing is excluded."""
-    if exclude is None:
-        return None
-    if isinstance(exclude, np.ndarray) and exclude.ndim == 2:
-        exclude = list(exclude)
-    if len(exclude) != n:
-        raise RecvecError(f"exclude has {len(exclude)} entries but there are {n} queries (one array per query)")
-    if n > 1 and _canonical(exclude, ntotal):  # checked in one vectorised pass: used as given
-        return None if all(a.size == 0 for a in exclude) else list(exclude)
-    out = []
-    for i, e in enumerate(exclude):
-        a = np.asarray(e if e is not None else [])
-        if a.size == 0:
-            out.append(np.empty(0, dtype=np.int64))
-            continue
-        if a.dtype.kind not in "iu":
-            raise RecvecError(f"exclude[{i}] must hold integer item rows, got {a.dtype}")
-        a = np.sort(a.astype(np.int64, copy=False).ravel())  # sorted unique; np.unique only for repeats
-        if a.size > 1 and (a[1:] == a[:-1]).any():
-            a = np.unique(a)
-        if a[0] < 0 or a[-1] >= ntotal:
-            bad = a[(a < 0) | (a >= ntotal)]
-            raise RecvecError(f"exclude[{i}] has item rows outside 0..{ntotal - 1}: {bad[:10].tolist()}")
-        out.append(a)
-    if all(a.size == 0 for a in out):
-        return None
-    return out
-
-
-def _canonical(exclude: Sequence[Any], ntotal: int) -> bool:
-    """Whether every entry already is a 1-D int64 array of sorted unique rows in 0..ntotal-1 (as
-    ``Recommender.recommend_batch`` passes them), checked over the concatenation: a batch of 1,000
-    histories in ~0.3 ms instead of ~3.5 ms one by one. Anything else takes the per-entry path (and
-    its error messages)."""
-    if not all(isinstance(a, np.ndarray) and a.dtype == np.int64 and a.ndim == 1 for a in exclude):
-        return False
-    flat = np.concatenate(exclude)
-    if not flat.size:
-        return True
-    if flat.min() < 0 or flat.max() >= ntotal:
-        return False
-    increasing = np.diff(flat) > 0
-    starts = np.cumsum([a.size for a in exclude])[:-1]  # a new entry may start lower than the last ended
-    starts = starts[(starts > 0) & (starts < flat.size)]
-    increasing[starts - 1] = True
-    return bool(increasing.all())
-
-
-def _check_k(k: Any, ntotal: int, excl: list[np.ndarray] | None) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise RecvecError(f"k must be a positive integer, got {shown(k)}")
-    k = int(k)
-    if k > ntotal:
-        raise RecvecError(f"k={k} is larger than the {ntotal} items in the index")
-    if excl is not None and len(excl) == 1:  # one query: the common service call
-        if ntotal - excl[0].size < k:
-            raise RecvecError(f"k={k} is larger than the {ntotal - excl[0].size} items left for query 0 "
-                              f"after excluding {excl[0].size} of {ntotal}")
-    elif excl is not None:
-        sizes = np.fromiter((a.size for a in excl), dtype=np.int64, count=len(excl))
-        over = np.flatnonzero(ntotal - sizes < k)
-        if over.size:
-            i = int(over[0])
-            raise RecvecError(f"k={k} is larger than the {ntotal - int(sizes[i])} items left for query {i} "
-                              f"after excluding {int(sizes[i])} of {ntotal}")
-    return k
-
-
 class ItemIndex:
-    """A FAISS inner-product index over item rows with exclusion-aware search."""
+    """A FAISS inner-product index over item rows with exclusion-aware search (a ``SearchBackend``)."""
+
+    backend = "faiss"
 
     def __init__(self, index: faiss.Index, dim: int | None = None):
         import faiss
@@ -193,22 +113,30 @@ class ItemIndex:
     # -- properties ------------------------------------------------------------------------------
     @property
     def faiss_index(self) -> faiss.Index:
+        """The wrapped ``faiss.Index``."""
         return self._index
 
     @property
     def ntotal(self) -> int:
+        """Number of indexed vectors (rows 0..ntotal-1)."""
         return int(self._index.ntotal)
 
     @property
     def is_exact(self) -> bool:
+        """Whether the index is a plain flat index (exact search)."""
         return self._exact
 
     @property
     def nlist(self) -> int | None:
+        """Number of IVF lists; None for an index that is not IVF."""
         return int(self._ivf.nlist) if self._ivf is not None else None
 
     def describe(self) -> dict[str, Any]:
+        """The index's resolved parameters (``describe_index``), JSON-ready for the manifest and reports."""
         return describe_index(self._index)
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process."""
 
     def __repr__(self) -> str:
         return f"ItemIndex({type(self._index).__name__}, ntotal={self.ntotal}, dim={self.dim})"
@@ -217,7 +145,7 @@ class ItemIndex:
     def add(self, vectors: np.ndarray) -> np.ndarray:
         """Append vectors; returns their rows (ntotal .. ntotal + m - 1). Building step: not while
         other threads search this index."""
-        x = _as_queries(vectors, self.dim)
+        x = as_queries(vectors, self.dim)
         start = self.ntotal
         rows = np.arange(start, start + x.shape[0], dtype=np.int64)
         if self._id_mapped:  # appended after the reordered block: position == row for these
@@ -231,12 +159,15 @@ class ItemIndex:
         return rows
 
     def save(self, path: str | Path) -> None:
+        """Write the index to ``path`` in FAISS's own format."""
         import faiss
 
         faiss.write_index(self._index, str(path))
 
     @classmethod
     def load(cls, path: str | Path, dim: int | None = None) -> ItemIndex:
+        """Read an index file written by :meth:`save`; RecvecError if the file is missing or unreadable, its
+        dimension is not ``dim`` (when given) or its metric is not inner product."""
         import faiss
 
         p = Path(path)
@@ -249,12 +180,15 @@ class ItemIndex:
         return cls(index, dim)
 
     def to_bytes(self) -> bytes:
+        """The index serialised in FAISS's own format."""
         import faiss
 
         return faiss.serialize_index(self._index).tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int | None = None) -> ItemIndex:
+        """An ItemIndex from :meth:`to_bytes` output; RecvecError if FAISS cannot read it, its dimension is
+        not ``dim`` (when given) or its metric is not inner product."""
         import faiss
 
         try:
@@ -271,10 +205,10 @@ class ItemIndex:
         ``exclude[i]`` holds item rows query i must not get. ``ef_search`` (HNSW) and ``nprobe``
         (IVF) override the index's defaults for this call.
         """
-        q = _as_queries(queries, self.dim)
+        q = as_queries(queries, self.dim)
         ntotal = self.ntotal
-        excl = _as_exclusions(exclude, q.shape[0], ntotal)
-        k = _check_k(k, ntotal, excl)
+        excl = as_exclusions(exclude, q.shape[0], ntotal)
+        k = check_k(k, ntotal, excl)
         if ef_search is not None or nprobe is not None:
             QueryParams(ef_search=ef_search, nprobe=nprobe).check(k, is_hnsw=self._hnsw is not None,
                                                                   nlist=self.nlist)
@@ -531,9 +465,9 @@ def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
     v = np.asarray(item_vectors, dtype=np.float64)
     if v.ndim != 2:
         raise RecvecError(f"item vectors must be (n, d), got shape {v.shape}")
-    q = _as_queries(queries, v.shape[1]).astype(np.float64)
-    excl = _as_exclusions(exclude, q.shape[0], v.shape[0])
-    k = _check_k(k, v.shape[0], excl)
+    q = as_queries(queries, v.shape[1]).astype(np.float64)
+    excl = as_exclusions(exclude, q.shape[0], v.shape[0])
+    k = check_k(k, v.shape[0], excl)
     rows = np.empty((q.shape[0], k), dtype=np.int64)
     scores = np.empty((q.shape[0], k), dtype=np.float32)
     for start in range(0, q.shape[0], 1024):
@@ -548,3 +482,63 @@ def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
             top = top[np.lexsort((top, -row[top]))][:k]
             rows[start + j], scores[start + j] = top, row[top]
     return rows, scores
+
+
+class FaissBackend:
+    """FAISS in process (the default): the index is a file of the artifact, ``index.faiss`` in
+    FAISS's own format; flat and HNSW-flat indexes hold the item vectors themselves, so an artifact
+    needs not store them twice."""
+
+    name = "faiss"
+    label = "FAISS"
+    index_file = "index.faiss"
+
+    def adopt(self, index: Any) -> ItemIndex:
+        """An ItemIndex over a raw ``faiss.Index`` (inner product, ids = rows)."""
+        return index if isinstance(index, ItemIndex) else ItemIndex(index)
+
+    def check(self, spec: IndexSpec, options: BackendOptions, dest=None) -> BackendOptions:
+        """Refuses ``uri`` and ``collection`` (RecvecError): a FAISS index is a file of the artifact."""
+        given = [p for p in ("uri", "collection") if getattr(options, p)]
+        if given:
+            served = "|".join(n for n in backends.NAMES if n != self.name)
+            raise RecvecError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to backend "
+                              f"{served} only (this build writes a FAISS index into the artifact)",
+                              params=(*given, "backend"))
+        return options
+
+    def build(self, vectors: np.ndarray, spec: IndexSpec, options: BackendOptions = BackendOptions(), *,
+              seed: int = 0) -> ItemIndex:
+        """An in-process ItemIndex from ``build_index`` (RecvecError if FAISS cannot build ``spec``
+        for the vectors)."""
+        return ItemIndex(build_index(vectors, spec, seed=seed))
+
+    def manifest_entry(self, index: ItemIndex, dest=None) -> None:
+        """None: the index is the artifact's ``index.faiss``."""
+        return None
+
+    def files(self, index: ItemIndex) -> dict[str, bytes]:
+        """``{"index.faiss": the serialised index}``."""
+        return {self.index_file: index.to_bytes()}
+
+    def reproduces(self, index: ItemIndex, vectors: np.ndarray) -> bool:
+        """True for a flat or HNSW-flat index whose stored vectors equal ``vectors`` exactly."""
+        if not (index.is_exact or index.describe()["faiss_class"] == "IndexHNSWFlat"):
+            return False
+        try:
+            return bool(np.array_equal(index.vectors(), vectors))
+        except RuntimeError:
+            return False
+
+    def open(self, entry: dict | None, files: dict[str, bytes], vectors: np.ndarray | None, *,
+             verify: bool = True) -> ItemIndex:
+        """The ItemIndex deserialised from the artifact's ``index.faiss`` (``entry``, ``vectors``
+        and ``verify`` unused)."""
+        return ItemIndex.from_bytes(files[self.index_file])
+
+    def check_entry(self, entry: dict, where: str) -> dict:
+        """Any entry is returned unchanged: a FAISS artifact has none to check."""
+        return entry
+
+    def discard(self, index: ItemIndex) -> None:
+        """Nothing outside the artifact to remove."""
