@@ -22,7 +22,7 @@ class UnknownIdError(RecvecError, KeyError):
     def __init__(self, kind: str, ids):
         self.kind = kind
         self.ids = list(ids)
-        shown = ", ".join(str(i) for i in self.ids[:10])
+        shown = ", ".join(shorten(str(i)) for i in self.ids[:10])
         more = f" (and {len(self.ids) - 10} more)" if len(self.ids) > 10 else ""
         super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
 

@@ -8,6 +8,9 @@
   is not installed. ``s3_env`` points the standard AWS credential chain at it for one test.
 - ``s3_server_factory``: starts extra short-lived SeaweedFS servers for one test (fault tests stop
   them by PID); each is stopped at the test's end.
+- ``milvus_server`` / ``pg_server`` (``tests/servers.py``): a Milvus standalone server and a
+  PostgreSQL + pgvector server started by the suite (127.0.0.1 / a unix socket, temp dirs), once
+  per session when a test asks for one.
 - ``reliability_counts``: a session Counter that reliability tests add to (bad-input cases, fuzz
   examples, faults injected); printed in a "reliability" section of the terminal summary, and
   written as JSON to $RECVEC_RELIABILITY_JSON when that is set.
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servers import milvus_server, pg_server  # noqa: F401  (session fixtures: the database servers)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()

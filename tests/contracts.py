@@ -74,6 +74,18 @@ class SearchBackendContract:
 
     #: Kinds whose scores approximate the inner product (quantised codes).
     approximate_scores: tuple[str, ...] = ("ivfsq", "ivfpq")
+    #: Kinds whose answer to the same call may vary from call to call (a server's approximate
+    #: search: Milvus 2.3.5's filtered HNSW does, for ~3% of calls); for them batch == single and the
+    #: round trip are checked as overlap@k >= ``unrepeatable_min_overlap``, exact kinds stay identical.
+    unrepeatable: tuple[str, ...] = ()
+    unrepeatable_min_overlap: float = 0.95
+
+    def assert_same_answers(self, kind, rows, scores, want_rows, want_scores, rtol=1e-5, atol=1e-5):
+        if kind in self.unrepeatable:
+            assert recall(rows, want_rows) >= self.unrepeatable_min_overlap
+            return
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_allclose(scores, want_scores, rtol=rtol, atol=atol)
 
     def test_shapes_sorted_scores(self, backend_index):
         kind, ix, _ = backend_index
@@ -123,10 +135,9 @@ class SearchBackendContract:
         q, ex = data["queries"][:12], data["exclude"][:12]
         for exclude in (None, ex):
             rows, scores = ix.search(q, K, exclude=exclude)
-            for i in range(len(q)):
-                r1, s1 = ix.search(q[i:i + 1], K, exclude=None if exclude is None else [exclude[i]])
-                np.testing.assert_array_equal(r1[0], rows[i])
-                np.testing.assert_allclose(s1[0], scores[i], rtol=1e-5, atol=1e-5)
+            singles = [ix.search(q[i:i + 1], K, exclude=None if exclude is None else [exclude[i]]) for i in range(len(q))]
+            self.assert_same_answers(kind, np.vstack([r for r, _ in singles]), np.vstack([s for _, s in singles]),
+                                     rows, scores)
 
     def test_k_up_to_what_the_exclusion_leaves(self, backend_index):
         kind, ix, _ = backend_index
@@ -206,8 +217,7 @@ class SearchBackendContract:
             for exclude in (None, data["exclude"][:20]):
                 r0, s0 = ix.search(data["queries"][:20], K, exclude=exclude)
                 r1, s1 = art.index.search(data["queries"][:20], K, exclude=exclude)
-                np.testing.assert_array_equal(r0, r1)
-                np.testing.assert_allclose(s0, s1, rtol=1e-6)
+                self.assert_same_answers(kind, r1, s1, r0, s0, rtol=1e-6, atol=0)
         finally:
             art.close()
 

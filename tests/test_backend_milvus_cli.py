@@ -95,7 +95,7 @@ def untied(scores: list[float]) -> bool:
 def test_manifest_points_at_the_collection(built):
     m = json.loads((built["flat"] / "manifest.json").read_text())
     b = m["backend"]
-    assert b["kind"] == "milvus" and b["mode"] == "lite" and b["collection"] == "als_flat"
+    assert b["kind"] == "milvus" and b["mode"] == "lite" and b["collection"].startswith("als_flat_r")
     assert b["uri"] == str(built["db"].resolve()) and os.path.isabs(b["uri"])
     assert b["index_type"] == "FLAT" and b["metric"] == "IP" and b["ntotal"] == m["n_items"] and b["dim"] == m["dim"]
     assert m["index_file"] is None and "index.faiss" not in m["files"]
@@ -237,7 +237,7 @@ def test_relative_uri_is_stored_absolute(synthetic_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize("args,message", [
     (["--backend", "milvus", "--uri", "x.db"], "needs --collection"),
     (["--backend", "milvus", "--collection", "c"], "needs --uri"),
-    (["--uri", "x.db"], "--uri applies to --backend milvus only"),
+    (["--uri", "x.db"], "--uri applies to --backend milvus|pgvector only"),
     (["--backend", "milvus", "--uri", "x.db", "--collection", "c", "--index", "ivfpq"], "ivfpq"),
     (["--backend", "milvus", "--uri", "x.db", "--collection", "bad-name"], "collection name"),
     (["--backend", "milvus", "--uri", "{out}/x.db", "--collection", "c"], "inside the artifact directory"),
@@ -274,3 +274,49 @@ def test_subprocess_build_then_query(synthetic_dir, tmp_path):
     e = cli("query", "user", "--index", out, "--items", "1,2,3")
     assert e.returncode == 2 and "Traceback" not in e.stderr
     assert "'gone'" in e.stderr and str(db.resolve()) in e.stderr
+
+
+# -- the real Milvus server (started by the suite: tests/servers.py) ---------------------------
+
+
+def test_server_build_query_and_rebuild(synthetic_dir, milvus_server, tmp_path, built):
+    """`recvec build --backend milvus --uri http://...` against the real server: the FAISS flat top-10,
+    the token kept out of the artifact, and a rebuild that swaps collections and drops only the old one."""
+    from pymilvus import DataType, MilvusClient
+
+    host = milvus_server.uri.split("://", 1)[1]
+    uri = f"http://root:Sekrit-pw@{host}"
+    client = MilvusClient(uri=milvus_server.uri)
+    schema = client.create_schema(auto_id=False)  # someone else's collection, no recvec marker
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+    client.create_collection("theirs", schema=schema)
+    out = tmp_path / "art"
+    args = ["build", "--data", synthetic_dir, "--model", "als", "--seed", "0", "--index", "flat", "--backend", "milvus",
+            "--uri", uri, "--collection", "als", "--out", out, "--quiet"]
+    try:
+        first = run(*args, "--json")
+        assert "Sekrit" not in first.output and "Sekrit" not in (out / "manifest.json").read_text()
+        old = json.loads((out / "manifest.json").read_text())["backend"]
+        assert old["uri"] == milvus_server.uri and old["mode"] == "server" and old["collection"].startswith("als_r")
+        for items in ("1,2,3", "5,10,15,20,25,30,35,40"):
+            q = ["query", "user", "--items", items, "-k", K + 1, "--json"]
+            want_ids, want_scores = results(run(*q, "--index", built["faiss"]))
+            got_ids, got_scores = results(run(*q, "--index", out))
+            np.testing.assert_allclose(got_scores, want_scores, rtol=1e-4, atol=1e-6)
+            if untied(want_scores):
+                assert got_ids[:K] == want_ids[:K]
+            assert not set(map(int, items.split(","))) & set(got_ids)
+        again = run(*args)
+        new = json.loads((out / "manifest.json").read_text())["backend"]["collection"]
+        assert new != old["collection"] and f"dropped the previous collection {old['collection']}" in again.output
+        names = set(client.list_collections())
+        assert new in names and old["collection"] not in names and "theirs" in names
+        from recvec.indexes import backends
+
+        entry = {**old, "collection": "theirs"}
+        assert "recvec did not create it" in backends.get("milvus").retire(entry, None)
+        assert "theirs" in client.list_collections()
+    finally:
+        client.drop_collection("theirs")
+        client.close()

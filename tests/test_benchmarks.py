@@ -179,11 +179,73 @@ def test_latency_milvus_rows_beside_faiss(tmp_path):
               "--indexes", "flat,hnsw", "--ef-search", "32", "--backends", "faiss,milvus", "--milvus-queries", 20,
               "--no-baselines", "--out", out, "--quiet", "--json")
     rows = json.loads(res.output)["summary"]
-    mv = [r for r in rows if r["backend"] == "milvus"]
+    mv = [r for r in rows if r["backend"] == "milvus-lite"]  # no --uri: Milvus Lite under --out
     assert {r["index"] for r in mv} == {"flat", "hnsw"}
     assert next(r for r in mv if r["index"] == "flat")["recall@10"] >= 0.99  # exact on both backends
     assert all(r["single_p50_ms"] > 0 for r in mv)
     assert (out / "milvus").is_dir()
+
+
+def test_latency_served_backends_side_by_side(tmp_path, milvus_server, pg_server):
+    """bench latency over FAISS, the real Milvus server and PostgreSQL + pgvector in one run: exact kinds
+    agree with FAISS flat, 1-client and 8-client latency, QPS and the load's rows/s in the summary and
+    the report's side-by-side table; the collections / tables it loaded are dropped afterwards."""
+    out = tmp_path / "served"
+    res = run("bench", "latency", "--synthetic", 2000, "--dims", 16, "--queries", 30, "--single", 16,
+              "--indexes", "flat,hnsw", "--ef-search", "64", "--backends", "faiss,milvus,pgvector",
+              "--uri", f"milvus={milvus_server.uri}", "--uri", f"pgvector={pg_server.uri}", "--served-queries", 30,
+              "--clients", 4, "--no-baselines", "--out", out, "--quiet", "--json")
+    rows = json.loads(res.output)["summary"]
+    assert {(r["backend"], r["index"]) for r in rows} >= {(b, i) for b in ("faiss", "milvus", "pgvector")
+                                                          for i in ("flat", "hnsw")}
+    for r in rows:
+        assert r["clients"] == 4 and r["conc_p50_ms"] > 0 and r["conc_qps"] > 0 and r["single_p99_ms"] > 0
+        if r["index"] == "flat":
+            assert r["recall@10"] == 1.0
+        if r["backend"] != "faiss":
+            assert r["load_s"] > 0 and r["rows_per_s"] > 0 and r["recall@10"] >= 0.95
+    md = (out / "latency.md").read_text()
+    assert "Backends side by side" in md and "QPS 4 clients" in md and "rows/s" in md
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_server.uri)
+    try:
+        assert not [c for c in client.list_collections() if c.startswith("bench_")]
+    finally:
+        client.close()
+    import psycopg
+
+    with psycopg.connect(pg_server.uri) as conn:
+        assert not conn.execute("SELECT 1 FROM pg_tables WHERE tablename LIKE 'bench_%'").fetchall()
+    res = run("bench", "latency", "--synthetic", 500, "--backends", "faiss,pgvector", "--out", tmp_path / "x", code=2)
+    assert "backend pgvector needs a URI" in res.output and "--uri" in res.output
+
+
+def test_accuracy_on_served_backends_beside_faiss(tmp_path, synthetic_dir, milvus_server, pg_server):
+    """bench accuracy over the real Milvus server and PostgreSQL + pgvector: each kind they build at
+    its default setting, the same users and exclusions; exact kinds give FAISS flat's top-K exactly,
+    and the loaded collections / tables are dropped afterwards."""
+    out = tmp_path / "acc-served"
+    res = run("bench", "accuracy", "--data", synthetic_dir, "--models", "popular,als", "--indexes", "flat,hnsw",
+              "--no-implicit", "--backends", "faiss,milvus,pgvector", "--uri", f"milvus={milvus_server.uri}",
+              "--uri", f"pgvector={pg_server.uri}", "--out", out, "--quiet", "--json")
+    by = {(r["model"], r["index"]): r for r in json.loads(res.output)["summary"]}
+    for b in ("milvus", "pgvector"):
+        assert ("popular", f"{b}:flat") not in by
+        assert by[("als", f"{b}:flat")]["overlap@10"] == 1.0 and by[("als", f"{b}:flat")]["overlap@20"] == 1.0
+        assert by[("als", f"{b}:flat")]["recall@10"] == by[("als", "flat")]["recall@10"]
+        assert by[("als", f"{b}:hnsw")]["overlap@10"] >= 0.95
+    assert "pgvector:hnsw" in (out / "accuracy.md").read_text()
+    again = run("bench", "accuracy", "--data", synthetic_dir, "--models", "popular,als", "--indexes", "flat,hnsw",
+                "--no-implicit", "--backends", "faiss,milvus,pgvector", "--uri", f"milvus={milvus_server.uri}",
+                "--uri", f"pgvector={pg_server.uri}", "--out", out, "--quiet", "--json")
+    assert json.loads(again.output)["ran"] == 0  # resumed: nothing reloaded
+    import psycopg
+
+    with psycopg.connect(pg_server.uri) as conn:
+        assert not conn.execute("SELECT 1 FROM pg_tables WHERE tablename LIKE 'acc_%'").fetchall()
+    res = run("bench", "accuracy", "--data", synthetic_dir, "--backends", "pgvector", "--out", tmp_path / "x", code=2)
+    assert "backends must name faiss" in res.output
 
 
 def test_bench_cli_errors(tmp_path):

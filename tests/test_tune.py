@@ -165,12 +165,22 @@ def test_cli_tune_saves_results_usable_as_preset(data, tmp_path):
                                   "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads(out.read_text())
-    assert saved["chosen"]["config"]["kind"] in ("als", "als-time")
+    assert saved["chosen"]["config"]["kind"] in ("als", "als-time", "ease", "transition")
+    assert {t["stage"] for t in saved["trials"]} >= {"ease", "transition"}  # the peers compete on validation
     assert saved["trials"] and "test" in saved and "validation" in saved["protocol"]
     # the saved choice, evaluated through --preset FILE, reproduces the tune's one test figure
     r = CliRunner().invoke(main, ["eval", "--data", data_dir, "--preset", str(out), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["recall"] == pytest.approx(saved["test"]["recall"])
+
+
+def test_no_peers_and_target_later(data):
+    ds, split = data
+    s = TuneSettings(budget=1, space=SPACE, hybrid=False, peers=False, target="later")
+    result = tune(split, ds.catalog, s, evaluate_test=False)
+    assert {t.config.kind for t in result.trials} <= {"als", "als-time"}
+    with pytest.raises(RecvecError, match="target must be one of all, later"):
+        TuneSettings(target="soon")
 
 
 def test_sequence_stage_chooses_epochs_on_validation(data):

@@ -7,6 +7,10 @@ For each model (popularity, ALS, every available text encoder x pooling, or any 
 - every index kind at each query-time setting: the evaluable users' query vectors searched with
   their train items excluded, top max(K) ids stored; Recall@K / NDCG@K of those lists and their
   overlap@K with the exact flat index's filtered top-K (same model, same users);
+- on each served backend given (``backends``: Milvus, PostgreSQL + pgvector, through the
+  ``Backend`` interface only, as :mod:`recvec.benchmarks.served` reaches them), every index kind it
+  supports at its default setting: the same users, vectors and exclusions, stored as index
+  ``BACKEND:KIND`` (so overlap is against FAISS's exact flat top-K);
 - for ALS, implicit's own results for the same fitted model and split
   (:mod:`recvec.benchmarks.baselines`): its exact ``recommend`` and its
   ``FaissAlternatingLeastSquares`` wrapper at its default IVF settings, both filtering the users'
@@ -57,6 +61,7 @@ from recvec.engine.models.fit import (
 )
 from recvec.engine.models.text import available_encoders
 from recvec.engine.split import leave_last_out
+from recvec.indexes import backends
 from recvec.engine.synthetic import write_synthetic_movielens
 from recvec.errors import RecvecError, shown
 from recvec.indexes.spec import IndexSpec
@@ -80,10 +85,17 @@ class AccuracyConfig:
     implicit: bool = True
     seed: int = 0
     threshold: float = 4.0
+    backends: tuple[str, ...] = ("faiss",)  # faiss always: its exact flat index is the reference
+    uris: tuple[tuple[str, str], ...] = ()  # (backend, URI) of served backends
+    local_servers: bool = False  # start a local server for each served backend given no URI
 
     def __post_init__(self):
         if not self.ks or min(self.ks) < 1:
             raise RecvecError(f"-k values must be positive, got {self.ks}")
+        bad = [b for b in self.backends if b not in backends.NAMES]
+        if bad or backends.DEFAULT not in self.backends:
+            raise RecvecError(f"backends must name {backends.DEFAULT} (the exact reference) and any of "
+                              f"{', '.join(backends.NAMES)}; got {', '.join(self.backends)}", params=("backends",))
 
     @property
     def kmax(self) -> int:
@@ -143,14 +155,17 @@ class _Fitted:
     fit_s: float
 
 
-def _fit(split, catalog, cfg, progress: bool) -> _Fitted:
+def _fit(split, catalog, cfg, progress: bool, engine=None, prepared=None) -> _Fitted:
+    """Fit ``cfg`` (on ``engine`` when given: a Spark engine and its ``prepared`` split)."""
     t0 = time.perf_counter()
     als = None
     if cfg.kind == "als" and cfg.lab_path:
-        als = fit_als(split.matrix, cfg.als, progress=progress)
+        als = fit_als(split.matrix, cfg.als, progress=progress) if engine is None else \
+            engine.fit_als(prepared, cfg, progress=progress)
         model = assemble_als(split, cfg, als)
     else:
-        model = fit_model(split, catalog, cfg, progress=progress)
+        model = fit_model(split, catalog, cfg, progress=progress) if engine is None else \
+            engine.fit(prepared, cfg, progress=progress)
     fit_s = time.perf_counter() - t0
     users, targets = split.evaluable(model.items)
     hist = split.histories()
@@ -171,29 +186,56 @@ MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS = 42, 1_000_000
 
 
 def _dataset(data: str | None, synthetic: int | None, out: Path, progress: bool):
+    """(the Dataset, its name in the results)."""
     if synthetic is not None:
         check_int("synthetic (items of the synthetic dataset)", synthetic, MIN_SYNTHETIC_ITEMS, MAX_SYNTHETIC_ITEMS)
         d = out / "data" / f"synthetic-{synthetic}"
         if not (d / "ratings.dat").is_file():
             write_synthetic_movielens(d, n_items=synthetic, n_users=max(200, synthetic * 4 // 3))
-        return load_dataset(str(d), progress=progress), f"synthetic-{synthetic}"
-    ds = load_dataset(data or "synthetic", progress=progress)
-    name = "synthetic-default" if (data or "synthetic") == "synthetic" else Path(str(data).rstrip("/")).name
-    return ds, name
+        source, name = str(d), f"synthetic-{synthetic}"
+    else:
+        source = data or "synthetic"
+        name = "synthetic-default" if source == "synthetic" else Path(str(data).rstrip("/")).name
+    return load_dataset(source, progress=progress), name
 
 
 def run_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
                  encoders=None, force: bool = False, progress: bool = False,
-                 context: runner.RunContext | None = None) -> int:
+                 context: runner.RunContext | None = None, engine=None) -> int:
     """Run (or resume) the accuracy sweep on ``data`` (a MovieLens dataset; default the embedded
     synthetic one) or a generated ``synthetic`` dataset of that many items, storing each unit under
     ``out``; returns the number of units run. ``force`` reruns stored units; ``context`` is recorded
-    with each unit. Dataset and model errors propagate as RecvecError."""
+    with each unit. ``engine``: EngineOptions; on Spark the split, the fits (popular, als, text) and
+    the dense evaluations run there (results under the dataset name ``NAME@spark``), the index sweeps
+    here. Dataset and model errors propagate as RecvecError."""
+    from recvec.benchmarks.served import resolve_targets, stop_targets
+
     out = Path(out)
     context = context or runner.RunContext()
     store = ResultStore(out)
+    targets = resolve_targets(cfg.backends, dict(cfg.uris), cfg.local_servers, out, progress)
+    try:
+        if engine is not None and engine.name != "local":
+            from recvec.engine.engines import open_engine
+
+            with open_engine(engine) as eng:
+                return _run_all(cfg, out, store, data, synthetic, encoders, force, progress, context, eng, targets)
+        return _run_all(cfg, out, store, data, synthetic, encoders, force, progress, context, None, targets)
+    finally:
+        stop_targets(targets)
+
+
+def _run_all(cfg, out, store, data, synthetic, encoders, force, progress, context, eng, targets) -> int:
     ds, ds_name = _dataset(data, synthetic, out, progress)
-    split = leave_last_out(ds.ratings, cfg.threshold)
+    prep = None
+    if eng is None:
+        split = leave_last_out(ds.ratings, cfg.threshold)
+    else:  # the split on the engine (from the dataset loaded here), collected for the index sweeps
+        for mc in expand_models(cfg.models, encoders):
+            eng.check(mc)  # before any work
+        prep = eng.split(ds, threshold=cfg.threshold, progress=progress)
+        split = eng.local_split(prep)
+        ds_name = f"{ds_name}@{eng.name}"
     dkey = {"name": ds_name, "fingerprint": ds.fingerprint, "threshold": cfg.threshold, "seed": cfg.seed}
     group = f"accuracy/{ds_name}"
     configs = expand_models(cfg.models, encoders)
@@ -202,7 +244,8 @@ def run_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = Non
     try:
         for mc in configs:
             bar.step(mc.name)
-            ran += _run_model(store, group, dkey, split, ds.catalog, mc, cfg, force, progress, context)
+            ran += _run_model(store, group, dkey, split, ds.catalog, mc, cfg, force, progress, context, eng, prep,
+                              _Served(targets, out, ds_name))
             bar.done()
     finally:
         bar.close()
@@ -213,8 +256,25 @@ def _specs_for(mc, cfg: AccuracyConfig) -> list[str]:
     return ["flat"] if mc.kind == "popular" else ["flat"] + [s for s in cfg.indexes if s != "flat"]
 
 
+@dataclass
+class _Served:
+    """The served backends of a run (``served.Target`` by name), the results folder, the dataset."""
+
+    targets: dict
+    out: Path
+    dataset: str
+
+    def units(self, mc, cfg: AccuracyConfig) -> list[tuple[object, str]]:
+        """(target, index kind) pairs to run: every kind of ``_specs_for`` the target's backend builds."""
+        from recvec.benchmarks.served import supports
+
+        if mc.kind == "popular":  # one-dimensional scores: nothing a vector database adds
+            return []
+        return [(t, spec) for t in self.targets.values() for spec in _specs_for(mc, cfg) if supports(t, spec)]
+
+
 def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, force: bool, progress: bool,
-               context: runner.RunContext) -> int:
+               context: runner.RunContext, eng=None, prep=None, served: _Served | None = None) -> int:
     mkey = {"label": mc.name, "data": dkey, "model": mc.to_dict()}
     skey = lambda spec, s: {"label": f"{mc.name}-{spec}-{setting_label(s)}", "data": dkey,  # noqa: E731
                             "model": mc.to_dict(), "index": spec, "query": search_kwargs(s), "kmax": cfg.kmax}
@@ -231,11 +291,15 @@ def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, forc
                 todo = True
         if mc.kind == "als" and mc.lab_path and cfg.implicit:
             todo |= any(not store.has(f"{group}/implicit", ikey(n)) for n in ("implicit-exact", "implicit-faiss"))
+        if served is not None:
+            todo |= any(not store.has(f"{group}/build", {**mkey, "index": f"{t.label}:{spec}"})
+                        for t, spec in served.units(mc, cfg))
         if not todo:
             return 0
-    f = _fit(split, catalog, mc, progress)
+    f = _fit(split, catalog, mc, progress, eng, prep)
     ran = 0
-    ev = evaluate_model(f.model, split, k=cfg.kmax)
+    ev = evaluate_model(f.model, split, k=cfg.kmax) if eng is None else eng.evaluate(prep, f.model, k=cfg.kmax,
+                                                                                     progress=progress)
     store.save(f"{group}/model", mkey,
                {"model": mc.name, "fit_s": f.fit_s, "eval_s": ev.seconds, "items": len(f.model.items),
                 "dim": int(f.model.item_vectors.shape[1]), "users": int(len(f.users)),
@@ -268,9 +332,57 @@ def _run_model(store, group, dkey, split, catalog, mc, cfg: AccuracyConfig, forc
                                                 "machine": runner.machine_info(context)},
                        {"ids": ids.astype(np.int32)})
             ran += 1
+    if served is not None:
+        for target, spec_text in served.units(mc, cfg):
+            ran += _run_served(store, group, mkey, skey, f, cfg, target, spec_text, served, force, progress, context)
     if f.als is not None and cfg.implicit:
         ran += _run_implicit(store, group, ikey, split, f, cfg, force, context)
     return ran
+
+
+def _run_served(store, group, mkey, skey, f: _Fitted, cfg: AccuracyConfig, target, spec_text: str, served: _Served,
+                force: bool, progress: bool, context: runner.RunContext) -> int:
+    """Load the model's item vectors into ``target``'s backend as a ``spec_text`` index, search every
+    evaluable user at its default setting (one batch call, histories excluded), store it as index
+    ``LABEL:KIND``, drop the collection/table. Returns the units run (0 or 2)."""
+    from recvec.benchmarks.results import slug
+    from recvec.benchmarks.served import sweep_describe
+    from recvec.indexes.backends.base import BackendOptions
+
+    name = f"{target.label}:{spec_text}"
+    if not force and store.has(f"{group}/build", {**mkey, "index": name}):
+        return 0
+    be = backends.get(target.name)
+    uri = target.uri
+    if uri is None:  # Milvus Lite: a file per dataset under --out
+        (served.out / "milvus").mkdir(parents=True, exist_ok=True)
+        uri = str(served.out / "milvus" / f"{slug(served.dataset)}.db")
+    coll = slug(f"acc_{f.config.name}_{spec_text}").replace("-", "_").replace(".", "_").replace(":", "_")[:48]
+    spec = IndexSpec.parse(spec_text)
+    options = be.check(spec, BackendOptions(name=target.name, uri=uri, collection=coll, progress=progress))
+    t0 = time.perf_counter()
+    index = be.build(np.ascontiguousarray(f.model.item_vectors, dtype=np.float32), spec, options)
+    try:
+        build_s = time.perf_counter() - t0
+        describe = sweep_describe(index)
+        setting = next(s for s in query_settings(describe, cfg.kmax) if s.get("default"))
+        out: dict = {}
+        kw = search_kwargs(setting)
+        secs = runner.time_batch(lambda: out.setdefault(
+            "ids", index.search(f.queries, cfg.kmax, exclude=f.histories, **kw)[0]), 1)
+        store.save(f"{group}/search", {**skey(name, setting)},
+                   {"search_s": secs[0], "default": True, "users": len(out["ids"]), "backend": target.label,
+                    "served": index.describe(), "machine": runner.machine_info(context)},
+                   {"ids": out["ids"].astype(np.int32)})
+        store.save(f"{group}/build", {**mkey, "index": name},
+                   {"build_s": build_s, "index_bytes": None, "describe": describe, "backend": target.label,
+                    "machine": runner.machine_info(context)})
+    finally:
+        try:
+            be.discard(index)
+        finally:
+            index.close()
+    return 2
 
 
 def _run_implicit(store, group, ikey, split, f: _Fitted, cfg: AccuracyConfig, force: bool,
@@ -312,7 +424,7 @@ def accuracy_metrics(out: str | Path, ks=(10, 20)) -> dict:
 
 def bench_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = None, synthetic: int | None = None,
                    encoders=None, force: bool = False, progress: bool = False, report_only: bool = False,
-                   command: str | None = None) -> dict:
+                   command: str | None = None, engine=None) -> dict:
     """Run (unless ``report_only``), then metrics and report from everything stored under ``out``.
 
     Returns ``summary`` (rows of the summary table), ``ran`` (units run) and ``files`` (the
@@ -320,7 +432,7 @@ def bench_accuracy(cfg: AccuracyConfig, out: str | Path, *, data: str | None = N
     out = Path(out)
     context = runner.RunContext(command=command)
     ran = 0 if report_only else run_accuracy(cfg, out, data=data, synthetic=synthetic, encoders=encoders,
-                                             force=force, progress=progress, context=context)
+                                             force=force, progress=progress, context=context, engine=engine)
     metrics = accuracy_metrics(out, cfg.ks)
     if not metrics["datasets"]:
         raise RecvecError(f"no stored accuracy results under {out}; run without report_only first",

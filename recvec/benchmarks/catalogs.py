@@ -33,6 +33,7 @@ import numpy as np
 from recvec.checks import check_int, physical_memory_bytes
 from recvec.engine.users import ALSFoldIn, MeanEncoder
 from recvec.errors import RecvecError, shown
+from recvec.progress import progress as progress_lines
 
 USER_ENCODERS = ("fold-in", "mean")
 
@@ -149,11 +150,7 @@ def item_vectors(spec: CatalogSpec, *, progress: bool = False) -> tuple[np.ndarr
     out = np.empty((spec.n, spec.d), dtype=np.float32)
     ambient = spec.ambient_noise * float(np.sqrt((scales ** 2).sum() / spec.d))
     starts = range(0, spec.n, spec.chunk)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=spec.n, desc=f"generate {spec.name}", unit="item", unit_scale=True, leave=False)
+    bar = progress_lines(spec.n, f"generate {spec.name}", "item", enabled=progress)
     for i, s in enumerate(starts):
         e = min(spec.n, s + spec.chunk)
         rng = _rng(spec, 1, i)
@@ -163,10 +160,8 @@ def item_vectors(spec: CatalogSpec, *, progress: bool = False) -> tuple[np.ndarr
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         x *= rng.lognormal(0.0, spec.norm_sigma, (e - s, 1)).astype(np.float32) if spec.norm_sigma > 0 else 1.0
         out[s:e] = x
-        if bar is not None:
-            bar.update(e - s)
-    if bar is not None:
-        bar.close()
+        bar.update(e - s)
+    bar.close()
     return out, assign
 
 

@@ -1,6 +1,6 @@
 """The latency benchmark's inputs: where each catalogue comes from (:class:`Source`: a MovieLens
-dataset's ALS item factors, or a synthetic structured catalogue from
-:mod:`recvec.benchmarks.catalogs`) and what the runs measure on (:class:`Prepared`: item vectors,
+dataset's ALS item factors, item vectors the user brings (``--vectors FILE``), or a synthetic
+structured catalogue from :mod:`recvec.benchmarks.catalogs`) and what the runs measure on (:class:`Prepared`: item vectors,
 the sampled users' histories, their query vectors and the user encoder that built them).
 
 The ALS fit of a MovieLens dataset is stored like any unit (group ``latency/<name>/model``), so a
@@ -30,33 +30,44 @@ from recvec.engine.models.als import ALSConfig, ALSModel, fit_als
 from recvec.engine.models.fit import ModelConfig, assemble_als
 from recvec.engine.recommender import Recommender
 from recvec.engine.split import leave_last_out
-from recvec.engine.users import ALSFoldIn
+from recvec.engine.users import ALSFoldIn, MeanEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.errors import RecvecError
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a catalogue comes from: a MovieLens dataset (ALS factors) or a synthetic spec."""
+    """Where a catalogue comes from: a MovieLens dataset (ALS factors), a vectors file the user
+    brings (``data``: its path; ``normalise``), or a synthetic spec."""
 
-    kind: str  # "movielens" | "synthetic"
+    kind: str  # "movielens" | "vectors" | "synthetic"
     data: str | None = None
     spec: CatalogSpec | None = None
     threshold: float = 4.0
     factors: int = 64
+    normalise: bool = False
+    columns: str | None = None  # vectors: "id=COL[,vector=COL]" (default names otherwise)
 
     @property
     def name(self) -> str:
-        """The catalogue's name in results and tables: ``<dataset dir>-als64`` or the spec's name."""
+        """The catalogue's name in results and tables: ``<dataset dir>-als64``, ``<vectors file>`` or
+        the spec's name."""
         if self.kind == "synthetic":
             return self.spec.name
         base = Path(str(self.data).rstrip("/")).name or "data"
-        return f"{base}-als{self.factors}"
+        return base if self.kind == "vectors" else f"{base}-als{self.factors}"
+
+    @property
+    def encoder(self) -> str:
+        """The query-time user encoder: "fold-in" (ALS), "mean" (brought vectors) or the spec's."""
+        return {"movielens": "fold-in", "vectors": "mean"}.get(self.kind) or self.spec.encoder
 
     def params(self) -> dict:
         """The source as stored params (part of every unit's key)."""
         if self.kind == "synthetic":
             return {"kind": "synthetic", **asdict(self.spec)}
+        if self.kind == "vectors":
+            return {"kind": "vectors", "data": str(self.data), "normalise": self.normalise, "columns": self.columns}
         return {"kind": "movielens", "data": str(self.data), "threshold": self.threshold, "factors": self.factors}
 
 
@@ -116,6 +127,45 @@ def _prepare_movielens(src: Source, queries: int, seed: int, store: ResultStore,
                     (ds, lambda: assemble_als(split, model_cfg, als)))
 
 
+def vector_histories(vectors: np.ndarray, n_users: int, seed: int) -> list[np.ndarray]:
+    """Histories for a catalogue without interactions: per user a random seed item and the items most
+    similar to it (cosine), of lognormal length (median 57, within 16..500: ML-1M's train histories;
+    at most half the catalogue), seeded. Returns sorted item rows per user."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    lengths = np.clip(np.round(rng.lognormal(np.log(57.0), 1.0, n_users)), 16, 500).astype(int)
+    lengths = np.minimum(lengths, max(n // 2, 1))  # a small catalogue keeps half its items to recommend
+    seeds = rng.integers(0, n, n_users)
+    out: list[np.ndarray] = []
+    for start in range(0, n_users, 256):
+        s = unit[seeds[start:start + 256]] @ unit.T
+        for j, row in enumerate(s):
+            m = int(lengths[start + j])
+            out.append(np.sort(np.argpartition(-row, m - 1)[:m]).astype(np.int64))
+    return out
+
+
+def _prepare_vectors(src: Source, queries: int, seed: int, progress: bool) -> Prepared:
+    from recvec.engine.data import TABLE_FORMATS
+    from recvec.engine.data.spec import parse_vector_columns
+    from recvec.engine.data.vectors import load_item_vectors
+
+    cols = parse_vector_columns(src.columns) if src.columns else {}
+    vecs = load_item_vectors(str(src.data), TABLE_FORMATS, id_column=cols.get("id"), vector_column=cols.get("vector"))
+    vectors = vecs.vectors
+    if src.normalise:
+        vectors = np.ascontiguousarray(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12),
+                                       dtype=np.float32)
+    hist = vector_histories(vectors, queries, seed)
+    enc = MeanEncoder(vectors)
+    return Prepared(src.name, vectors, hist, user_encoder_queries(enc, hist), enc, vecs.ids, 0.01, 1.0,
+                    {"source": src.params(), "items": len(vectors), "users_sampled": len(hist),
+                     "structure": structure_summary(vectors), "encoder": "mean", "string_ids": vecs.ids.dtype.kind == "U",
+                     "histories": "a random item and its nearest neighbours (cosine), lognormal lengths",
+                     "fingerprint": vecs.digest})
+
+
 def _prepare_synthetic(src: Source, queries: int, progress: bool) -> Prepared:
     cat = make_catalogue(src.spec, queries, progress=progress)
     enc = user_encoder(src.spec, cat.vectors)
@@ -133,19 +183,26 @@ def prepare(src: Source, *, queries: int, seed: int, store: ResultStore, force: 
     RecvecError/DataError."""
     if src.kind == "movielens":
         return _prepare_movielens(src, queries, seed, store, force, progress, context)
+    if src.kind == "vectors":
+        return _prepare_vectors(src, queries, seed, progress)
     return _prepare_synthetic(src, queries, progress)
 
 
 def sources_for(data: str | None, synthetic: tuple[int, ...] | None, dims: tuple[int, ...], *, seed: int = 0,
-                threshold: float = 4.0) -> list[Source]:
-    """The catalogues of one ``bench latency`` run: the dataset's ALS factors, then each synthetic
-    size x dimension, smallest first. RecvecError if neither ``data`` nor ``synthetic`` is given."""
+                threshold: float = 4.0, vectors: str | None = None, vector_columns: str | None = None,
+                normalise: bool = False) -> list[Source]:
+    """The catalogues of one ``bench latency`` run: the dataset's ALS factors, the brought ``vectors``
+    (users: the mean of synthetic neighbourhood histories), then each synthetic size x dimension,
+    smallest first. RecvecError if none of ``data``, ``vectors`` and ``synthetic`` is given."""
     out = []
     if data:
         out.append(Source("movielens", data=str(data), threshold=threshold))
+    if vectors:
+        out.append(Source("vectors", data=str(vectors), normalise=normalise, columns=vector_columns))
     for n in sorted(synthetic or ()):
         for d in sorted(dims):
             out.append(Source("synthetic", spec=CatalogSpec(n=int(n), d=int(d), seed=seed)))
     if not out:
-        raise RecvecError("nothing to measure: give data PATH and/or synthetic N", params=("data", "synthetic"))
+        raise RecvecError("nothing to measure: give data PATH, vectors FILE and/or synthetic N",
+                          params=("data", "vectors", "synthetic"))
     return out

@@ -4,15 +4,19 @@ Catalogues (:mod:`recvec.benchmarks.datasets`): a MovieLens dataset (its ALS ite
 train histories, user vectors folded in at query time) and synthetic structured catalogues
 (:mod:`recvec.benchmarks.catalogs`).
 
-For every index kind (exact flat and each approximate kind, FAISS and optionally Milvus Lite) the
-index is built once (build time, serialised bytes, resident-memory growth) and each query-time
-setting (efSearch, nprobe; :mod:`recvec.benchmarks.sweep`) is measured on it:
+For every index kind (exact flat and each approximate kind) on every backend (FAISS in process;
+any served backend -- Milvus Lite or server, PostgreSQL + pgvector -- through :mod:`recvec.benchmarks.served`)
+the index is built once (build time, serialised bytes, resident-memory growth; for a served
+backend the load time and rows/s) and each query-time setting (efSearch, nprobe;
+:mod:`recvec.benchmarks.sweep`) is measured on it:
 
 - batch: all queries in one ``search`` call with their histories excluded (best of ``repeats``);
   the returned ids are stored and give the filtered recall@k against the exact flat index;
 - single: one query per call, the bare exclusion-aware index search for a ready query vector;
 - full path: one query per call as a service sees it -- history ids -> user vector -> search with
-  the history excluded -> external ids (``Recommender.recommend``).
+  the history excluded -> external ids (``Recommender.recommend``);
+- concurrent: ``clients`` threads (8) each sending one query per call at once (FAISS: sharing the
+  in-process index; a served backend: a connection each), per-call p50/p99 and queries/s.
 
 The baselines (:mod:`recvec.benchmarks.baselines`: raw FAISS, implicit, numpy BLAS, the matmul
 peak) run in the same run on the same vectors and users; for MovieLens also artifact size and load
@@ -23,13 +27,12 @@ time. Each unit is stored through :mod:`recvec.benchmarks.results` (a rerun resu
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recvec.benchmarks import runner
+from recvec.benchmarks import runner, served
 from recvec.benchmarks.baselines import measure_latency_baseline
 from recvec.benchmarks.datasets import Prepared, Source, prepare
 from recvec.benchmarks.metrics import (
@@ -48,10 +51,8 @@ from recvec.benchmarks.sweep import (
 from recvec.checks import SEED_MAX, check_int
 from recvec.errors import RecvecError
 from recvec.indexes import backends
-from recvec.indexes.backends.milvus import MilvusIndex
-from recvec.indexes.backends.milvus_client import LITE_KINDS
 from recvec.indexes.build import build_artifact, open_index
-from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, default_nprobe
+from recvec.indexes.spec import IndexSpec
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,15 @@ class LatencyConfig:
     backends: tuple[str, ...] = ("faiss",)
     baselines: bool = True
     artifact: bool = True
-    milvus_queries: int = 200
+    milvus_queries: int = 200  # users searched on each served backend (Milvus, pgvector)
     matmul_n: int = 2048  # size of the float32 matmul that measures the machine's peak
     seed: int = 0
+    clients: int = 8  # concurrent clients (threads; a connection each on a served backend)
+    uris: tuple[tuple[str, str], ...] = ()  # (backend, URI) of served backends
+    local_servers: bool = False  # start a local server for each served backend given no URI
 
     def __post_init__(self):
-        for name in ("k", "queries", "single", "repeats", "milvus_queries", "matmul_n"):
+        for name in ("k", "queries", "single", "repeats", "milvus_queries", "matmul_n", "clients"):
             check_int(name, getattr(self, name))
         check_int("seed", self.seed, 0, SEED_MAX)
         bad = [b for b in self.backends if b not in backends.NAMES]
@@ -103,12 +107,17 @@ class _Run:
     """One catalogue's units."""
 
     def __init__(self, src: Source, cfg: LatencyConfig, store: ResultStore, force: bool, progress: bool,
-                 context: runner.RunContext):
+                 context: runner.RunContext, targets: dict[str, served.Target] | None = None):
         self.src, self.cfg, self.store, self.force, self.progress = src, cfg, store, force, progress
         self.context = context
+        self.targets = targets or {}
         self.base = {"catalogue": src.params(), "queries": cfg.queries, "k": cfg.k, "seed": cfg.seed}
         self.p: Prepared | None = None
         self.gt: np.ndarray | None = None
+
+    def label(self, backend: str) -> str:
+        """The name results are stored and shown under: the backend, or e.g. "milvus-lite"."""
+        return self.targets[backend].label if backend in self.targets else backend
 
     def group(self, kind: str) -> str:
         return f"latency/{self.src.name}/{kind}"
@@ -124,8 +133,8 @@ class _Run:
         q = search_kwargs(setting)
         label = f"{backend}-{spec}-" + ("-".join(f"{k}{v}" for k, v in q.items()) or "exact")
         return {"label": label, "base": self.base, "backend": backend, "index": spec, "query": q,
-                "timing": self.cfg.timing(),
-                **({"milvus_queries": self.cfg.milvus_queries} if backend == "milvus" else {})}
+                "timing": self.cfg.timing(), "clients": self.cfg.clients,
+                **({"milvus_queries": self.cfg.milvus_queries} if backend != backends.DEFAULT else {})}
 
     def baseline_key(self, name: str) -> dict:
         return {"label": name, "base": self.base, "baseline": name, "timing": self.cfg.timing(),
@@ -148,9 +157,10 @@ class _Run:
         """Work items left: ("index", backend, spec) / ("baseline", name) / ("artifact", spec)."""
         out: list[tuple] = []
         for backend in self.cfg.backends:
+            label = self.label(backend)
             for spec in self.specs(backend):
-                settings = None if self.force else self._settings_if_built(backend, spec)
-                if settings is None or any(not self.done(self.group("search"), self.search_key(backend, spec, s))
+                settings = None if self.force else self._settings_if_built(label, spec)
+                if settings is None or any(not self.done(self.group("search"), self.search_key(label, spec, s))
                                            for s in settings):
                     out.append(("index", backend, spec))
         if self.cfg.baselines:
@@ -166,11 +176,11 @@ class _Run:
     def specs(self, backend: str) -> list[str]:
         if backend == "faiss":
             return ["flat"] + [s for s in self.cfg.indexes if s != "flat"]
-        return [s for s in self.cfg.indexes if s in LITE_KINDS]
+        return [s for s in self.cfg.indexes if served.supports(self.targets[backend], s)]
 
     def baseline_names(self) -> list[str]:
         names = ["matmul", "raw-flat", "blas-exact", "implicit-exact", "implicit-faiss"]
-        encoder = "fold-in" if self.src.kind == "movielens" else self.src.spec.encoder
+        encoder = self.src.encoder
         if encoder == "fold-in":
             names.insert(3, "implicit-recalc")
         return names
@@ -207,9 +217,9 @@ class _Run:
 
     # -- indexes -----------------------------------------------------------------------------
     def run_index(self, backend: str, spec_text: str) -> dict:
+        if backend != backends.DEFAULT:
+            return served.run_served(self, self.targets[backend], spec_text)
         spec = IndexSpec.parse(spec_text)
-        if backend == "milvus":
-            return self._run_milvus(spec_text, spec)
         built = runner.build_timed(self.p.vectors, spec, seed=self.cfg.seed)
         self.store.save(self.group("build"), self.build_key(backend, spec_text),
                         {"build_s": built.build_s, "index_bytes": built.index_bytes, "rss_before": built.rss_before,
@@ -240,7 +250,7 @@ class _Run:
         ids = result["ids"]
         n1 = min(cfg.single, len(q))
         ext = [p.ids[x] for x in h[:n1]]
-        full_ids = np.empty((n1, k), dtype=np.int64)
+        full_ids = np.empty((n1, k), dtype=p.ids.dtype)  # int64, or strings for brought vectors with string ids
 
         def full(i):
             full_ids[i] = rec.recommend(ext[i], k, **kw).ids
@@ -255,67 +265,20 @@ class _Run:
                                       warmup=cfg.warmup)
             full_s = runner.time_each(full, n1, warmup=cfg.warmup)
             single_threads = runner.threads()
+            # cfg.clients threads sharing the in-process index, one query per call each
+            calls = [lambda i: index.search(q[i:i + 1], k, exclude=[h[i]], **kw)] * cfg.clients
+            conc, wall = runner.time_concurrent(calls, n1)
         full_rows = rec.items.rows(full_ids.ravel()).reshape(full_ids.shape)
         if key["index"] == "flat" and key["backend"] == "faiss":
             self.gt = ids
         recall = self._recall(ids)
         self.store.save(self.group("search"), key,
                         {"batch_s": batch_s, "nq": len(q), "nsingle": n1, "default": bool(setting.get("default")),
-                         "recall_at_run": recall, "single_threads": single_threads, "machine": self.machine()},
+                         "recall_at_run": recall, "single_threads": single_threads, "clients": cfg.clients,
+                         "conc_wall_s": wall, "machine": self.machine()},
                         {"ids": ids.astype(np.int32), "single_s": single, "full_s": full_s,
-                         "full_ids": full_rows.astype(np.int32)})
+                         "full_ids": full_rows.astype(np.int32), "conc_s": conc})
         return {"recall": f"{recall:.3f}" if recall is not None else "-", "p50": f"{np.median(single) * 1e3:.2f}ms"}
-
-    def _run_milvus(self, spec_text: str, spec: IndexSpec) -> dict:
-        p, cfg = self.p, self.cfg
-        folder = self.store.root / "milvus"
-        folder.mkdir(parents=True, exist_ok=True)
-        uri = folder / f"{slug(self.src.name)}.db"
-        coll = slug(f"{self.src.name}_{spec_text}").replace("-", "_").replace(".", "_")
-        if not coll[0].isalpha():
-            coll = "c_" + coll
-        gc_before = runner.rss_bytes()
-        t0 = time.perf_counter()
-        mi = MilvusIndex.create(str(uri), coll, p.vectors, spec, progress=self.progress)
-        build_s = time.perf_counter() - t0
-        describe = {"index_type": mi.index_type, **mi.index_params}
-        if mi.index_type == "HNSW":
-            describe["ef_search"] = DEFAULT_EF_SEARCH
-        elif "nlist" in mi.index_params:
-            describe["nprobe"] = default_nprobe(int(mi.index_params["nlist"]))
-        self.store.save(self.group("build"), self.build_key("milvus", spec_text),
-                        {"build_s": build_s, "index_bytes": None, "rss_before": gc_before,
-                         "rss_after": runner.rss_bytes(), "describe": describe, "n": len(p.vectors),
-                         "d": int(p.vectors.shape[1]), "raw_bytes": int(p.vectors.nbytes),
-                         "milvus": mi.describe(), "machine": self.machine()})
-        mq = min(cfg.milvus_queries, len(p.queries))
-        q, h, k = p.queries[:mq], p.histories[:mq], cfg.k
-        info = {}
-        try:
-            for s in query_settings(describe, k, ef_search=cfg.ef_search, nprobe=cfg.nprobe):
-                key = self.search_key("milvus", spec_text, s)
-                if self.done(self.group("search"), key):
-                    continue
-                kw = search_kwargs(s)
-                out = {}
-                batch_s = runner.time_batch(lambda: out.setdefault("ids", mi.search(q, k, exclude=h, **kw)[0]), 1)
-                n1 = min(cfg.single, mq)
-                single = runner.time_each(lambda i: mi.search(q[i:i + 1], k, exclude=[h[i]], **kw), n1,
-                                          warmup=cfg.warmup)
-                recall = self._recall(out["ids"])
-                self.store.save(self.group("search"), key,
-                                {"batch_s": batch_s, "nq": mq, "nsingle": n1, "default": bool(s.get("default")),
-                                 "recall_at_run": recall, "query_batch": mi.query_batch,
-                                 "fallbacks": mi.fallbacks, "machine": self.machine()},
-                                {"ids": out["ids"].astype(np.int32), "single_s": single})
-                info = {"recall": f"{recall:.3f}" if recall is not None else "-",
-                        "p50": f"{np.median(single) * 1e3:.2f}ms"}
-        finally:
-            try:
-                mi.drop()
-            finally:
-                mi.close()
-        return info
 
     # -- baselines ---------------------------------------------------------------------------
     def run_baseline(self, name: str) -> None:
@@ -353,8 +316,13 @@ def run_latency(sources: list[Source], cfg: LatencyConfig, out: str | Path, *, f
     store = ResultStore(out)
     context = context or runner.RunContext()
     ran = {}
-    for src in sources:
-        ran[src.name] = _Run(src, cfg, store, force, progress, context).run()
+    targets = served.resolve_targets(cfg.backends, dict(cfg.uris), cfg.local_servers, Path(out), progress) \
+        if sources else {}
+    try:
+        for src in sources:
+            ran[src.name] = _Run(src, cfg, store, force, progress, context, targets).run()
+    finally:
+        served.stop_targets(targets)
     return ran
 
 
@@ -423,7 +391,9 @@ def bench_latency(sources: list[Source], cfg: LatencyConfig, out: str | Path, *,
             summary.append({kk: r.get(kk) for kk in ("catalogue", "backend", "index", "setting", "why",
                                                      f"recall@{c['k']}", "single_p50_ms", "single_p95_ms",
                                                      "single_p99_ms", "full_p50_ms", "full_p99_ms", "qps_batch",
-                                                     "speedup_p50_vs_flat", "build_s", "index_mb", "rss_mb")})
+                                                     "speedup_p50_vs_flat", "build_s", "index_mb", "rss_mb", "clients",
+                                                     "conc_p50_ms", "conc_p99_ms", "conc_qps", "load_s", "rows_per_s",
+                                                     "index_s", "fallbacks")})
     baselines = [{"catalogue": c["name"], **b} for c in metrics["catalogues"] for b in c["baselines"].values()]
     return {"summary": summary, "baselines": baselines, "targets": metrics["targets"], "ran": ran,
             "files": [str(f) for f in files]}

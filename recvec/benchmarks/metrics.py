@@ -110,9 +110,26 @@ def _search_row(s: Stored, bu: Stored | None, name: str, k: int, gt, flat_p50: f
         "index_mb": bu.meta["index_bytes"] / 2 ** 20 if bu and bu.meta.get("index_bytes") else None,
         "rss_mb": (bu.meta["rss_after"] - bu.meta["rss_before"]) / 2 ** 20 if bu else None,
         "nq": s.meta["nq"], "nsingle": s.meta["nsingle"], "full_path_agreement": full_agree,
+        **_concurrent(s, bu),
         "load_average": s.meta["machine"]["load_average"],
         "faiss_threads": s.meta["machine"]["threads"].get("faiss_omp"),
     }
+
+
+def _concurrent(s: Stored, bu: Stored | None) -> dict:
+    """The concurrent-clients columns of a search row (``clients``, ``conc_p50_ms``, ``conc_p99_ms``,
+    ``conc_qps``) and a served backend's load columns (``load_s``, ``rows_per_s``, ``index_s``, ``server``)."""
+    out: dict = {}
+    if s.has_array("conc_s") and s.meta.get("conc_wall_s"):
+        pc = unit_percentiles(s, "conc_s")
+        out.update(clients=s.meta.get("clients"), conc_p50_ms=pc["p50_ms"], conc_p99_ms=pc["p99_ms"],
+                   conc_qps=float(s.array("conc_s").size / s.meta["conc_wall_s"]))
+    if s.meta.get("fallbacks") is not None:
+        out["fallbacks"] = s.meta["fallbacks"]
+    if bu is not None and bu.meta.get("load_s"):
+        out.update(load_s=bu.meta["load_s"], rows_per_s=bu.meta.get("rows_per_s"), index_s=bu.meta.get("index_s"),
+                   server=bu.meta.get("server"))
+    return out
 
 
 def _baseline_row(name: str, s: Stored, k: int, gt) -> dict:

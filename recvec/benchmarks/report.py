@@ -172,6 +172,16 @@ LATENCY_COLUMNS: list[Column] = [
 ]
 
 
+#: The side-by-side table of backends (1 client and concurrent clients; a served backend's load).
+SERVED_COLUMNS: list[Column] = [
+    ("backend", "backend", ""), ("index", "index", ""), ("setting", "query", ""), ("why", "why", ""),
+    ("recall@K", "recall@K", ".4f"), ("single_p50_ms", "p50 ms 1 client", "ms"), ("single_p99_ms", "p99 ms 1 client", "ms"),
+    ("conc_p50_ms", "p50 ms cN", "ms"), ("conc_p99_ms", "p99 ms cN", "ms"), ("conc_qps", "QPS cN", ".0f"),
+    ("qps_batch", "batch QPS", ".0f"), ("build_s", "build s", ".2f"), ("load_s", "load s", ".2f"),
+    ("rows_per_s", "rows/s", ".0f"),
+]
+
+
 def _with_k(rows: list[dict], k: int) -> list[dict]:
     return [{**r, "recall@K": r.get(f"recall@{k}")} for r in rows]
 
@@ -208,6 +218,8 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
         lines += [f"## {title}", ""]
         src = (f"MovieLens `{info['data']}` ALS ({info['factors']} factors) item factors; users' train histories, "
                "fold-in user vectors" if info["kind"] == "movielens" else
+               f"your item vectors `{info['data']}`{' (normalised)' if info.get('normalise') else ''}; users: a "
+               "random item and its nearest neighbours, the mean of their vectors" if info["kind"] == "vectors" else
                f"synthetic structured catalogue (seed {info['seed']}, {info.get('n_clusters') or 'sqrt(n)'} clusters, "
                f"norm sigma {info['norm_sigma']})")
         lines += [f"{src}; {c['base']['queries']} users (batch, recall), "
@@ -218,6 +230,15 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
         lines += ["### Index kinds (default setting and fastest settings reaching recall 0.95 / 0.99)", "",
                   markdown_table(_with_k(ops, k), LATENCY_COLUMNS[:3] + [("why", "why", "")] + LATENCY_COLUMNS[3:])
                   .replace("recall@K", f"recall@{k}"), ""]
+        if len({r["backend"] for r in c["rows"]}) > 1:
+            clients = next((r["clients"] for r in ops if r.get("clients")), 8)
+            side = [r for r in ops if r["why"] in ("default", "fastest >= 0.99")]
+            lines += [f"### Backends side by side (1 client; {clients} concurrent clients, a connection each)", "",
+                      "Served backends answer a subset of the users (the first --served-queries); recall@K is against "
+                      "FAISS's exact flat top-K of the same users. *load s* / *rows/s*: loading the vectors "
+                      "(insert or COPY) before the index is built; *build s*: load + index build + ready to serve.", "",
+                      markdown_table(_with_k(side, k), SERVED_COLUMNS).replace("recall@K", f"recall@{k}")
+                      .replace("cN", f"{clients} clients"), ""]
         summary += [{**r, "recall": r.get(f"recall@{k}")} for r in ops]
         sweep += [{**r, "recall": r.get(f"recall@{k}")} for r in c["rows"]]
         bl = c["baselines"]
@@ -305,7 +326,8 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
     sweep_cols = ["catalogue", "backend", "index", "setting", "default", "recall", "single_p50_ms", "single_p95_ms",
                   "single_p99_ms", "single_mean_ms", "full_p50_ms", "full_p95_ms", "full_p99_ms", "qps_batch",
                   "qps_single", "speedup_p50_vs_flat", "build_s", "index_mb", "rss_mb", "nq", "nsingle",
-                  "full_path_agreement", "faiss_threads", "load_average"]
+                  "full_path_agreement", "faiss_threads", "load_average", "clients", "conc_p50_ms", "conc_p99_ms",
+                  "conc_qps", "load_s", "rows_per_s", "index_s", "fallbacks"]
     written.append(write_csv(out / "latency_sweep.csv", sweep, sweep_cols))
     written.append(write_csv(out / "latency_summary.csv", summary, ["why"] + sweep_cols))
     written.append(write_csv(out / "latency_baselines.csv", base_rows,

@@ -27,9 +27,11 @@ import numpy as np
 from recvec.indexes.backends.faiss import ItemIndex
 from recvec.indexes.backends.faiss_build import build_index
 from recvec.indexes.spec import IndexSpec
+from recvec.progress import progress as progress_lines
 
 #: Baseline libraries whose versions are recorded with every run.
-LIBRARIES = ("numpy", "scipy", "faiss", "implicit", "threadpoolctl", "pymilvus", "milvus_lite", "torch")
+LIBRARIES = ("numpy", "scipy", "faiss", "implicit", "threadpoolctl", "pymilvus", "milvus_lite", "milvus", "psycopg",
+             "pgserver", "torch")
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,51 @@ def time_each(fn: Callable[[int], Any], n: int, *, warmup: int = 5) -> np.ndarra
     return lat
 
 
+def time_concurrent(calls: list[Callable[[int], Any]], n: int, *, warmup: int = 2) -> tuple[np.ndarray, float]:
+    """``len(calls)`` clients calling at once: client c runs calls[c](i) for i = c, c + clients, ...
+    < n, one call at a time, after ``warmup`` untimed calls each; all start together. Returns the
+    seconds of each call (float64 (n,), in i order) and the wall seconds from start to the last
+    call's end (throughput = n / wall). An exception in any client is raised here. GC paused."""
+    import threading
+
+    clients = len(calls)
+    lat = np.empty(n, dtype=np.float64)
+    errors: list[BaseException] = []
+    ready = threading.Barrier(clients + 1)
+    clock = time.perf_counter
+
+    def client(c: int) -> None:
+        fn = calls[c]
+        try:
+            for i in range(c, min(n, warmup * clients), clients):
+                fn(i)
+        except BaseException as e:  # reported below, after every client has stopped
+            errors.append(e)
+        ready.wait()
+        if errors:
+            return
+        try:
+            for i in range(c, n, clients):
+                t0 = clock()
+                fn(i)
+                lat[i] = clock() - t0
+        except BaseException as e:
+            errors.append(e)
+
+    with gc_paused():
+        threads_ = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+        for t in threads_:
+            t.start()
+        ready.wait()
+        t0 = clock()
+        for t in threads_:
+            t.join()
+        wall = clock() - t0
+    if errors:
+        raise errors[0]
+    return lat, wall
+
+
 # ------------------------------------------------------------------------------- indexes
 
 
@@ -228,28 +275,22 @@ def build_timed(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> Built
 
 
 class Progress:
-    """A tqdm bar (with ETA) on stderr, or nothing; ``step(desc)`` names the unit about to run."""
+    """Progress over benchmark units (``recvec.progress``: a bar on a terminal, plain lines in a log,
+    nothing when disabled); ``step(desc)`` names the unit about to run."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
-        self._bar = None
-        if enabled and total > 0:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit="unit", dynamic_ncols=True, leave=True)
+        self._bar = progress_lines(total, desc, "unit", enabled=enabled and total > 0)
 
     def step(self, desc: str) -> None:
-        """Show ``desc`` (cut to 60 characters) as the unit about to run; no-op without a bar."""
-        if self._bar is not None:
-            self._bar.set_postfix_str(desc[:60], refresh=True)
+        """Show ``desc`` (cut to 60 characters) as the unit about to run."""
+        self._bar.set_postfix({"unit": desc[:60]})
 
     def done(self, n: int = 1, **info) -> None:
-        """Advance the bar by ``n`` units, showing ``info`` (key=value) beside it; no-op without a bar."""
-        if self._bar is not None:
-            if info:
-                self._bar.set_postfix(info, refresh=False)
-            self._bar.update(n)
+        """Advance by ``n`` units, showing ``info`` (key=value) beside it."""
+        if info:
+            self._bar.set_postfix(info, refresh=False)
+        self._bar.update(n)
 
     def close(self) -> None:
-        """Close the bar; no-op without one."""
-        if self._bar is not None:
-            self._bar.close()
+        """Close the bar (a last plain line in a log)."""
+        self._bar.close()

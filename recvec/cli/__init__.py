@@ -14,6 +14,7 @@ from recvec.cli.common import RecvecGroup
 from recvec.cli.demo import demo_cmd
 from recvec.cli.evaluate import eval_cmd
 from recvec.cli.query import query_group
+from recvec.cli.serve import serve_cmd
 from recvec.cli.tune import presets_cmd, tune_cmd
 
 
@@ -24,5 +25,5 @@ def main():
     user vectors built at query time, and benchmark accuracy and latency on MovieLens."""
 
 
-for command in (eval_cmd, build_cmd, query_group, demo_cmd, tune_cmd, presets_cmd, bench_group):
+for command in (eval_cmd, build_cmd, query_group, demo_cmd, tune_cmd, presets_cmd, bench_group, serve_cmd):
     main.add_command(command)

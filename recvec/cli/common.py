@@ -4,12 +4,12 @@ tables and result printing. Library errors (RecvecError, OSError) become 'Error:
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from recvec.checks import C_INT_MAX, MAX_FACTORS, MAX_ITERATIONS, SEED_MAX
-from recvec.errors import RecvecError, shorten_path, shown
+from recvec.engine.models import MODEL_KINDS
+from recvec.errors import RecvecError, shorten, shorten_path, shown
 
 
 class FiniteFloat(click.FloatRange):
@@ -33,20 +33,54 @@ def count(lo: int = 1, hi: int = C_INT_MAX) -> click.IntRange:
     return click.IntRange(lo, hi)
 
 
-#: External ids are stored as int64.
-ID = click.IntRange(-(2**63), 2**63 - 1)
+class IdText(click.ParamType):
+    """An external id as typed: kept as text until the index or data it refers to is known (see
+    :func:`resolve_id`), since ids are integers or strings depending on the data."""
+
+    name = "ID"
+
+    def convert(self, value, param, ctx):
+        """The value as text (stripped); fails the flag for an empty one."""
+        text = str(value).strip()
+        if not text:
+            self.fail("an id cannot be empty", param, ctx)
+        return text
+
+
+#: External ids on the command line: text, matched as an integer against integer ids, else as a string.
+ID = IdText()
 SEED = click.IntRange(0, SEED_MAX)
+
+#: What --help says about ids.
+ID_HELP = "An id given as text matches an integer id when the ids are integers, a string id otherwise."
+
+
+def resolve_id(text: str, strings: bool, flag: str):
+    """``text`` as the id it names: the text itself when the ids are strings (``strings``), else an
+    int (click.BadParameter naming ``flag`` when it is not an integer within int64)."""
+    import re
+
+    if strings:
+        return text
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise click.BadParameter(f"{shown(text)} is not an integer id (the ids here are integers)", param_hint=flag)
+    value = int(text)
+    if not -(2**63) <= value <= 2**63 - 1:
+        raise click.BadParameter(f"{shown(text)} is outside the int64 range of integer ids", param_hint=flag)
+    return value
 
 
 class RecvecGroup(click.Group):
     """Turns RecvecError, and any OS error the library did not translate, into 'Error: ...' on
-    stderr and exit code 2 (never a bare traceback)."""
+    stderr and exit code 2 (never a bare traceback); prints the library's data notes (how a table was
+    read) as 'note: ...' on stderr."""
 
     def invoke(self, ctx):
         """Run the subcommand; a RecvecError (its parameter names shown as their flags) or an OSError is
         printed as 'Error: ...' on stderr and exits with code 2."""
         try:
-            return super().invoke(ctx)
+            with _notes_on_stderr():
+                return super().invoke(ctx)
         except RecvecError as e:
             click.echo(f"Error: {as_flags(str(e), e.params, self.get_command(ctx, ctx.invoked_subcommand or ''))}",
                        err=True)
@@ -57,9 +91,35 @@ class RecvecGroup(click.Group):
             ctx.exit(2)
 
 
+class _notes_on_stderr:
+    """Within it, ``recvec.engine.data.DataNote`` warnings are printed as 'note: ...' on stderr; other
+    warnings as before."""
+
+    def __enter__(self):
+        import warnings
+
+        self._previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__name__ == "DataNote":
+                click.echo(f"note: {message}", err=True)
+            else:
+                self._previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc):
+        import warnings
+
+        warnings.showwarning = self._previous
+        return False
+
+
 def as_flags(message: str, params: tuple[str, ...], command: click.Command | None) -> str:
     """A library message with the parameter names it marks (``RecvecError.params``) written as this
-    command's flags: ``uri`` -> ``--uri``, ``ef_search`` -> ``--ef-search``, ``k`` -> ``-k``."""
+    command's flags, at each name's first mention: ``uri`` -> ``--uri``, ``ef_search`` ->
+    ``--ef-search``, ``k`` -> ``-k``."""
     import re
 
     if not params or command is None:
@@ -70,15 +130,33 @@ def as_flags(message: str, params: tuple[str, ...], command: click.Command | Non
             for o in opt.opts:
                 flags.setdefault(o.lstrip("-").replace("-", "_"), o)
             flags.setdefault(opt.name, max(opt.opts, key=len))
-    for name in sorted(set(params), key=len, reverse=True):
+    for name in sorted(set(params), key=len, reverse=True):  # each name's first mention is the parameter
         if name in flags:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], message)
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], message, count=1)
     return message
 
 
 def show_progress(quiet: bool) -> bool:
-    """Whether to show progress bars: not ``--quiet`` and stderr is a terminal."""
-    return not quiet and sys.stderr.isatty()
+    """Whether to show progress: not ``--quiet`` (a bar on a terminal, plain lines in a log:
+    ``recvec.progress``)."""
+    return not quiet
+
+
+def _set_threads(ctx, param, value):
+    from recvec import threads
+
+    threads.set_threads(value)
+    ctx.call_on_close(lambda: threads.set_threads(None))  # for this command only (tests run many in one process)
+    return value
+
+
+def threads_option(f):
+    """``--threads N``: the thread policy's count for this command (``recvec.threads``)."""
+    return click.option("--threads", type=count(1, 1024), default=None, expose_value=False, callback=_set_threads,
+                        is_eager=True, envvar="RECVEC_THREADS",
+                        help="Threads for the parts that scale (ALS fit, batched scoring and search, torch); "
+                             "single queries always run on one. Default: $RECVEC_THREADS, else the cores "
+                             "this process may use.")(f)
 
 
 def emit_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
@@ -93,14 +171,83 @@ def emit_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
             click.echo("  ".join("-" * w for w in widths))
 
 
+DATA_HELP = ("MovieLens directory, .zip or s3://bucket/prefix; one interactions table (.csv, .tsv, .parquet, "
+             ".jsonl; text ones optionally .gz/.zst; local or s3://bucket/key); a dataset spec file (.toml); "
+             "or 'synthetic' (embedded default).")
+
+
+def dataset_flags(f=None, *, item_table: bool = True):
+    """Click decorator adding --columns (and, with ``item_table``, --items and --item-columns) for a
+    table given as ``--data``; the command then receives ``data`` as a DatasetSpec when any of them
+    is given (else the text of --data unchanged). The command must have a ``data`` parameter; one
+    that also has a ``table_flags`` parameter gets the flags' texts there (columns, items,
+    item_columns) and ``data`` unchanged, to interpret them itself (build: --items labels --vectors)."""
+    import functools
+    import inspect
+
+    def wrap(fn):
+        raw = "table_flags" in inspect.signature(fn).parameters
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            columns = kwargs.pop("columns_text", None)
+            items = kwargs.pop("item_table", None) if item_table else None
+            item_columns = kwargs.pop("item_columns_text", None) if item_table else None
+            if raw:
+                kwargs["table_flags"] = (columns, items, item_columns)
+            else:
+                kwargs["data"] = dataset_arg(kwargs.get("data"), columns, items, item_columns,
+                                             kwargs.get("endpoint_url"))
+            return fn(*args, **kwargs)
+
+        if item_table:
+            command = click.option("--item-columns", "item_columns_text", default=None, metavar="id=COL,...",
+                                   help="Columns of --items: id=COL[,title=COL][,text=COL+COL+...]; the text an "
+                                        "encoder reads is the text columns joined by [SEP] (default: the title "
+                                        "column and genres, where present); title is what results show.")(command)
+            command = click.option("--items", "item_table", default=None, metavar="FILE",
+                                   help="Item table for a --data table (same formats, local or s3://): ids, "
+                                        "titles, text.")(command)
+        return click.option("--columns", "columns_text", default=None, metavar="user=COL,...",
+                            help="Columns of a --data table: user=COL,item=COL[,rating=COL][,time=COL] "
+                                 "(default names: user_id/userId, item_id/movieId, rating, timestamp; "
+                                 "rating= or time= with no column: none). Without a rating every row is a "
+                                 "positive; without a time file order is the time order.")(command)
+
+    return wrap if f is None else wrap(f)
+
+
+def dataset_arg(data, columns: str | None, items: str | None, item_columns: str | None,
+                endpoint_url: str | None = None):
+    """--data as the library takes it: the text unchanged when no table flag is given, else the
+    DatasetSpec of the table (a spec file's, with the flags laid over it). RecvecError naming the
+    flags given with a folder dataset."""
+    if columns is None and items is None and item_columns is None:
+        return data
+    from recvec.engine.data import as_spec
+    from recvec.engine.data.spec import parse_columns, parse_item_columns, with_flags
+
+    spec = None if data is None or data == "synthetic" else as_spec(data, endpoint_url=endpoint_url)
+    if spec is None:
+        given = [f for f, v in (("--columns", columns), ("--items", items), ("--item-columns", item_columns))
+                 if v is not None]
+        raise RecvecError(f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} a table given as --data "
+                          f"(a .csv, .tsv, .parquet or .jsonl file, or a .toml spec), not {shown(data)}")
+    return with_flags(spec, parse_columns(columns) if columns is not None else None, items,
+                      parse_item_columns(item_columns) if item_columns is not None else None)
+
+
 def data_options(f):
-    """Click decorator adding the dataset options: --data, --threshold and --endpoint-url."""
+    """Click decorator adding the dataset options: --data, --threshold and --endpoint-url (and --threads,
+    which every command that reads a dataset takes, and the table flags of :func:`dataset_flags`:
+    --columns, --items, --item-columns)."""
+    f = dataset_flags(f)
+    f = threads_option(f)
     f = click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
                      help="S3-compatible endpoint for s3:// paths (default: $AWS_ENDPOINT_URL or AWS).")(f)
     f = click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True,
-                     help="Ratings >= threshold are positives.")(f)
-    f = click.option("--data", "data", default="synthetic", show_default=True,
-                     help="MovieLens directory, .zip, s3://bucket/prefix, or 'synthetic' (embedded default).")(f)
+                     help="Ratings >= threshold are positives (a table without ratings: every row).")(f)
+    f = click.option("--data", "data", default="synthetic", show_default=True, help=DATA_HELP)(f)
     return f
 
 
@@ -133,7 +280,7 @@ def model_config(model: str, encoder: str, pooling: str, factors: int, regulariz
                                      alpha=alpha, seed=seed))
 
 
-MODEL_CHOICES = ("popular", "als", "als-time", "text", "hybrid", "sequence")
+MODEL_CHOICES = MODEL_KINDS
 MODEL_FLAGS = ("encoder", "pooling", "factors", "regularization", "iterations", "alpha")
 
 
@@ -193,24 +340,58 @@ def emit_results(loaded, query: dict, recs, as_json: bool) -> None:
     """Print recommendations ``recs`` as a table (rank, id, score, title from ``loaded``), with notes
     for a fallback and for skipped unknown ids; with ``as_json``, ``{"query": ..., "results": [...]}``
     on stdout instead."""
-    results = [{"id": int(i), "score": float(s), "title": loaded.title(int(i))} for i, s in zip(recs.ids, recs.scores)]
-    if recs.fallback:
-        query = {**query, "fallback": recs.fallback}
-    if recs.skipped:
-        query = {**query, "skipped_unknown": list(recs.skipped)}
+    from recvec.indexes.payload import result_payload
+
+    payload = result_payload(loaded, query, recs)  # the shape `recvec serve` answers with, too
+    results = payload["results"]
     if as_json:
-        click.echo(json.dumps({"query": query, "results": results}, indent=2))
+        click.echo(json.dumps(payload, indent=2))
         return
     if recs.fallback:
         click.echo(f"note: {recs.fallback}")
+    if recs.note:
+        click.echo(f"note: {recs.note}")
     if recs.skipped:
         more = f" and {len(recs.skipped) - 10:,} more" if len(recs.skipped) > 10 else ""
-        click.echo(f"note: skipped unknown ids {', '.join(map(str, recs.skipped[:10]))}{more}")
+        click.echo(f"note: skipped unknown ids {', '.join(shorten(str(i)) for i in recs.skipped[:10])}{more}")
+    popular = bool(recs.fallback) and str(recs.fallback).startswith("popularity")
+    score = ("score", "train positives", ".0f") if popular else ("score", "score", ".4f")  # counts, not similarities
     emit_table([{"rank": str(r), **x} for r, x in enumerate(results, 1)],
-               [("rank", "#", ""), ("id", "id", "d"), ("score", "score", ".4f"), ("title", "title", "")])
+               [("rank", "#", ""), ("id", "id", ""), score, ("title", "title", "")])
 
 
 def query_params(ef_search, nprobe) -> dict:
     """The query-time search parameters as the library's keywords: ``{"ef_search", "nprobe"}``
     (None: the index's default)."""
     return {"ef_search": ef_search, "nprobe": nprobe}
+
+
+ENGINE_HELP = ("Where the batch stages (split, fit, item-text encoding, evaluation) run: local (this process) or "
+               "spark (a Spark session: --spark-master). Same split, same metrics definition, same artifact.")
+
+
+def engine_options(f):
+    """Click decorator adding --engine local|spark, --spark-master and --spark-conf KEY=VALUE
+    (repeatable); the command receives them as one ``engine`` parameter, an
+    :class:`~recvec.engine.engines.EngineOptions`."""
+    import functools
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        from recvec.engine.engines import EngineOptions
+        from recvec.engine.engines.spark_session import parse_conf
+
+        name, master, conf = kwargs.pop("engine_name"), kwargs.pop("spark_master"), kwargs.pop("spark_conf")
+        if name != "spark" and (master or conf):
+            raise click.UsageError("--spark-master and --spark-conf apply to --engine spark")
+        kwargs["engine"] = EngineOptions(name, master, parse_conf(conf))
+        return f(*args, **kwargs)
+
+    command = click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+                           help="--engine spark: a Spark setting (repeatable), e.g. spark.executor.memory=8g, "
+                                "spark.jars.packages=org.apache.hadoop:hadoop-aws:3.4.1 for s3a://.")(command)
+    command = click.option("--spark-master", "spark_master", default=None, metavar="URL",
+                           help="--engine spark: local[N] (default local[THREADS]), spark://HOST:7077, yarn, "
+                                "k8s://...; an active Spark session in the process is joined instead.")(command)
+    return click.option("--engine", "engine_name", type=click.Choice(["local", "spark"]), default="local",
+                        show_default=True, help=ENGINE_HELP)(command)

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from recvec.cli.common import emit_results, emit_table, show_progress
+from recvec.cli.common import emit_results, emit_table, show_progress, threads_option
 
 
 @click.command("demo")
@@ -16,9 +16,12 @@ from recvec.cli.common import emit_results, emit_table, show_progress
 @click.option("--encoder", default="minilm", show_default=True, help="Text encoder for the text index.")
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None, help="S3-compatible endpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@threads_option
 def demo_cmd(data, out, encoder, endpoint_url, quiet):
     """Evaluate popularity, ALS and a text model, build ALS and text indexes, and query them."""
     from pathlib import Path
+
+    import numpy as np
 
     from recvec.engine.data import load_dataset
     from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model
@@ -51,13 +54,19 @@ def demo_cmd(data, out, encoder, endpoint_url, quiet):
     click.echo(f"\n== built {len(built)} index artifacts under {out}/: {', '.join(f'{k}-{s}' for k, s in built)}")
 
     als = built[("als", "flat")]
-    seed_item = int(split.items.ids[0])
-    user_row = 0
-    history = split.items.id_of(split.histories()[user_row]).tolist()
-    click.echo(f"\n== similar to {seed_item} {als.title(seed_item)!r} (ALS, cosine)")
+    pop = fitted["popular"].popularity
+    seed_item = split.items.id_of([int(np.argmax(pop))]).tolist()[0]  # the film most users rated: one people know
+    hist_rows = split.histories()
+    user_row = int(np.argsort([len(h) for h in hist_rows], kind="stable")[len(hist_rows) // 2])  # a typical user
+    history = split.items.id_of(hist_rows[user_row]).tolist()
+    click.echo(f"\n== similar to {seed_item} {als.title(seed_item)!r}, the most-rated film (ALS, cosine)")
     emit_results(als, {}, als.recommender.similar(seed_item, 5), False)
-    click.echo(f"\n== recommendations for user {int(split.users.ids[user_row])} from a history of {len(history)} "
-               "items given at query time (ALS fold-in; exact vs HNSW)")
+    shown_hist = history[-5:]
+    click.echo(f"\n== recommendations for user {split.users.id_of([user_row]).tolist()[0]}, whose history of "
+               f"{len(history)} items is given at query time; its latest {len(shown_hist)}:")
+    for i in shown_hist:
+        click.echo(f"   {i}  {als.title(i)}")
+    click.echo("(ALS fold-in; exact vs HNSW; the history's items are never recommended)")
     for spec in ("flat", "hnsw"):
         click.echo(f"-- {spec}")
         loaded = built[("als", spec)]
@@ -69,5 +78,5 @@ def demo_cmd(data, out, encoder, endpoint_url, quiet):
     click.echo(f"\n== free text: {phrase!r} ({encoder})")
     q = text_query_vectors(text.artifact, [phrase])
     emit_results(text, {}, text.recommender.search_vectors(q, 5)[0], False)
-    click.echo("\n== empty history -> popularity fallback")
+    click.echo("\n== empty history -> popularity fallback (scores are the films' train positives)")
     emit_results(als, {}, als.recommender.recommend([], 5), False)

@@ -12,6 +12,7 @@ from recvec.cli.common import (
     count,
     data_options,
     emit_table,
+    engine_options,
     model_config,
     model_options,
     preset_config,
@@ -32,16 +33,28 @@ from recvec.cli.common import (
 @click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K for Recall@K and NDCG@K.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; a list for several models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@engine_options
 def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-             seed, preset, served_index, k, as_json, quiet):
+             seed, preset, served_index, k, as_json, quiet, engine):
     """Fit models on the leave-last-positive-out split and report Recall@K / NDCG@K."""
-    from recvec.engine.data import load_dataset
-    from recvec.engine.models.fit import evaluate_model, fit_model
-    from recvec.engine.split import leave_last_out
+    from recvec.engine.engines import open_engine
 
+    with open_engine(engine) as eng:
+        _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations,
+              alpha, seed, preset, served_index, k, as_json, quiet)
+
+
+def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
+          seed, preset, served_index, k, as_json, quiet):
     progress = show_progress(quiet)
-    ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
-    split = leave_last_out(ds.ratings, threshold)
+    if eng.name != "local":  # what the engine cannot fit is said before any work
+        for cfg in ([preset_config(preset, seed)[0]] if preset else
+                    [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed)
+                     for kind in models]):
+            eng.check(cfg)
+    prep = eng.split(data, threshold=threshold, endpoint_url=endpoint_url, progress=progress)
+    ds = prep.dataset
+    on = {} if eng.name == "local" else {"engine": eng.describe()}
     serve_spec = None
     if served_index:
         from recvec.indexes.spec import IndexSpec
@@ -52,24 +65,26 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
                [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed) for kind in models])
     for cfg in configs:
         t0 = time.perf_counter()
-        model = fit_model(split, ds.catalog, cfg, progress=progress)
+        model = eng.fit(prep, cfg, progress=progress)
         fit_s = time.perf_counter() - t0
-        ev = evaluate_model(model, split, k=k)
+        ev = eng.evaluate(prep, model, k=k, progress=progress)
         rows.append({**ev.to_dict(extra_k=(20,) if k != 20 else ()), "fit_s": fit_s, "data": ds.source,
-                     "format": ds.format,
+                     "format": ds.format, **on,
                      **({"preset": preset} if preset else {})})
         if serve_spec is not None:
             from recvec.engine.evaluate import evaluate_served
             from recvec.indexes.build import recommender_for
 
-            sv = evaluate_served(recommender_for(model, serve_spec, seed=seed), split, k=k, depth=max(k, 20),
+            sv = evaluate_served(recommender_for(model, serve_spec, seed=seed), eng.local_split(prep), k=k,
+                                 depth=max(k, 20),
                                  model=f"{cfg.name} @ {serve_spec}")
             rows[-1]["served"] = {**sv.to_dict(extra_k=(20,) if k != 20 else ()), "index": str(serve_spec),
                                   "relative_recall_loss": (1 - sv.recall / ev.recall) if ev.recall else 0.0}
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
-    click.echo(f"data: {ds.source} ({ds.format}); train {len(split.train):,} rows, test {len(split.test):,} rows")
+    where = "" if not on else f"; engine spark ({on['engine']['master']})"
+    click.echo(f"data: {ds.source} ({ds.format}); train {prep.train_rows:,} rows, test {prep.test_rows:,} rows{where}")
     rows = [x for r in rows for x in ([r, {**r["served"], "fit_s": None}] if "served" in r else [r])]
     emit_table(rows, [("model", "model", ""), ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f"),
                       *([("recall@20", "Recall@20", ".4f")] if k != 20 else []),

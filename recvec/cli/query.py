@@ -6,13 +6,15 @@ import click
 
 from recvec.cli.common import (
     ID,
+    ID_HELP,
     FiniteFloat,
     RecvecGroup,
+    dataset_flags,
     emit_results,
     query_options,
     query_params,
+    resolve_id,
 )
-from recvec.errors import shown
 
 
 @click.group("query", cls=RecvecGroup)
@@ -22,61 +24,56 @@ def query_group():
 
 @query_group.command("similar")
 @query_options
-@click.option("--item", "item_id", type=ID, required=True, help="External item (movie) id.")
-def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, item_id):
+@click.option("--item", "item_text", type=ID, required=True, help=f"External item id. {ID_HELP}")
+def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, item_text):
     """Items most similar to one item (cosine), the item itself excluded."""
     from recvec.indexes.build import open_index
 
     loaded = open_index(index_path, endpoint_url=endpoint_url)
+    item_id = resolve_id(item_text, loaded.recommender.items.string_ids, "--item")
     recs = loaded.recommender.similar(item_id, k, **query_params(ef_search, nprobe))
     emit_results(loaded, {"type": "similar", "item": item_id, "title": loaded.title(item_id), "k": k}, recs, as_json)
 
 
-def parse_id_list(text: str) -> list[int]:
-    """Comma-separated item ids (``--items``) as a list of ints, empty parts skipped; click.BadParameter
-    for a part that is not an integer or is outside the int64 range."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            raise click.BadParameter(f"{shown(part)} is not an integer id", param_hint="--items") from None
-        if not ID.min <= value <= ID.max:
-            raise click.BadParameter(f"{shown(part)} is outside the int64 range of item ids", param_hint="--items")
-        out.append(value)
-    return out
+def parse_id_list(text: str, strings: bool = False) -> list:
+    """Comma-separated item ids (``--items``), empty parts skipped: ints for integer ids
+    (click.BadParameter for a part that is not an integer within int64), else the stripped texts."""
+    return [resolve_id(part.strip(), strings, "--items") for part in text.split(",") if part.strip()]
 
 
 @query_group.command("user")
 @query_options
-@click.option("--items", "items_text", default=None, help="The user's history: comma-separated item ids, oldest first.")
-@click.option("--data", default=None, help="Dataset to take the history of --user from (its train split).")
-@click.option("--user", "user_id", type=ID, default=None, help="User id in --data.")
+@click.option("--items", "items_text", default=None,
+              help=f"The user's history: comma-separated item ids, oldest first. {ID_HELP}")
+@click.option("--data", default=None,
+              help="Dataset to take the history of --user from (its train split): as `recvec eval --data`.")
+@click.option("--user", "user_text", type=ID, default=None,
+              help="User id in --data (an integer when the data's user ids are, else the text).")
 @click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Positives threshold for --data.")
 @click.option("--skip-unknown", is_flag=True, help="Skip history ids the index does not know instead of failing.")
-def query_user(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, items_text, data, user_id, threshold,
+@dataset_flags(item_table=False)
+def query_user(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, items_text, data, user_text, threshold,
                skip_unknown):
     """Recommendations from a history given at query time (the history's items are excluded)."""
     from recvec.indexes.build import open_index
 
-    if (items_text is None) == (user_id is None):
+    if (items_text is None) == (user_text is None):
         raise click.UsageError("give either --items ID,ID,... or --data PATH --user ID")
-    if user_id is not None:
+    if user_text is not None:
         if data is None:
             raise click.UsageError("--user needs --data PATH to read the user's history from")
         from recvec.engine.data import load_dataset
         from recvec.engine.split import leave_last_out, user_history
 
         ratings = load_dataset(data, endpoint_url=endpoint_url).ratings
+        user_id = resolve_id(user_text, ratings.user_labels is not None, "--user")
         history = user_history(leave_last_out(ratings, threshold), ratings, user_id).tolist()
         query = {"type": "user", "user": user_id, "history_len": len(history), "k": k}
+        loaded = open_index(index_path, endpoint_url=endpoint_url)
     else:
-        history = parse_id_list(items_text)
+        loaded = open_index(index_path, endpoint_url=endpoint_url)
+        history = parse_id_list(items_text, loaded.recommender.items.string_ids)
         query = {"type": "user", "items": history, "k": k}
-    loaded = open_index(index_path, endpoint_url=endpoint_url)
     recs = loaded.recommender.recommend(history, k, unknown="skip" if skip_unknown else "error",
                                         **query_params(ef_search, nprobe))
     emit_results(loaded, query, recs, as_json)

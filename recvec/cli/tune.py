@@ -29,12 +29,19 @@ from recvec.cli.common import SEED, count, data_options, emit_table, show_progre
 @click.option("--sequence-epochs", type=count(1, MAX_ITERATIONS), default=None,
               help="Most epochs the sequence encoder may get (default: its configured epochs).")
 @click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K (selection by Recall@K).")
-@click.option("--out", default="recvec-tune.json", show_default=True,
+@click.option("--peers/--no-peers", default=True, show_default=True,
+              help="Also tune the item-item peers: EASE (lambda) and the transition model (window, query weights).")
+@click.option("--target", type=click.Choice(["all", "later"]), default="all", show_default=True,
+              help="Select for every validation user, or for 'later' interest: users whose held-out item came "
+                   "more than a day after their last train item (not the same sitting).")
+@click.option("--out", default=None,
               help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
-                   "as --preset FILE).")
+                   "as --preset FILE). Default: results/tune/DATASET.json. A file there that is not a recvec "
+                   "tune result is never overwritten.")
 @click.option("--json", "as_json", is_flag=True, help="Print the saved JSON instead of a summary.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, sequence_epochs, k, out,
+def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, sequence_epochs, k, peers,
+             target, out,
              as_json, quiet):
     """Select hyperparameters on a validation split, then report test once.
 
@@ -51,9 +58,10 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
 
     seq = SequenceConfig() if sequence_epochs is None else replace(SequenceConfig(), epochs=sequence_epochs)
     settings = TuneSettings(budget=budget, seed=seed, k=k, hybrid=hybrid, encoder=encoder, pooling=pooling,
-                            sequence=sequence, sequence_config=seq)
+                            sequence=sequence, sequence_config=seq, peers=peers, target=target)
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
+    out = _tune_out(out, ds.source)  # checked before the long run
     split = leave_last_out(ds.ratings, threshold)
     t_start = time.perf_counter()
 
@@ -74,6 +82,7 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
     result = tune(split, ds.catalog, settings, report=report, progress=progress)
     payload = {**result.to_dict(), "data": ds.source, "data_fingerprint": ds.fingerprint,
                "command": "recvec " + " ".join(sys.argv[1:])}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps(payload, indent=2))
@@ -110,3 +119,29 @@ def presets_cmd(as_json):
             click.echo(f"{p.name}: {p.description}")
         if p.measured.get("command"):
             click.echo(f"  reproduce: {p.measured['command']}")
+
+
+def _tune_out(out: str | None, source: str) -> str:
+    """Where ``recvec tune`` saves: ``out``, else results/tune/<dataset name>.json; an existing file
+    there must be an earlier tune result (a JSON object with "chosen" and "trials"), never anything
+    else of the user's."""
+    import re
+    from pathlib import Path
+
+    from recvec.errors import RecvecError
+
+    if out is None:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(source).rstrip("/")).name or "synthetic").strip("_")
+        out = str(Path("results") / "tune" / f"{name or 'dataset'}.json")
+    p = Path(out)
+    if p.is_dir():
+        raise RecvecError(f"{out} is a directory; give out a file name (e.g. {p / 'tune.json'})", params=("out",))
+    if p.exists():
+        try:
+            earlier = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"chosen", "trials"} <= set(earlier)):
+            raise RecvecError(f"refusing to overwrite {out}: it is not a recvec tune result; give out another "
+                              "file", params=("out",))
+    return out

@@ -14,6 +14,7 @@ from recvec.engine.recommender import Recommender
 from recvec.engine.split import Split
 from recvec.engine.vocab import Vocabulary
 from recvec.errors import RecvecError
+from recvec.threads import stage as thread_stage
 
 # A scorer maps user rows (b,) -> dense scores (b, num_items).
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -102,16 +103,17 @@ def evaluate_scorer(
 
     `scorer` scores the items of `items` (default: the train item vocabulary)."""
     if k <= 0:
-        raise RecvecError(f"-k must be positive, got {k}")
+        raise RecvecError(f"k must be positive, got {k}", params=("k",))
     t0 = time.perf_counter()
     users, targets = split.evaluable(items)
     exclude = split.matrix if items is None else split.matrix_for(items)
     ranks = np.empty(len(users), dtype=np.int64)
-    for start in range(0, len(users), batch_size):
-        u = users[start : start + batch_size]
-        scores = np.array(scorer(u), dtype=np.float32, copy=True)
-        mask_rows(scores, exclude[u])
-        ranks[start : start + len(u)] = target_ranks(scores, targets[start : start + len(u)])
+    with thread_stage("score"):  # blocks of users: one BLAS matmul each
+        for start in range(0, len(users), batch_size):
+            u = users[start : start + batch_size]
+            scores = np.array(scorer(u), dtype=np.float32, copy=True)
+            mask_rows(scores, exclude[u])
+            ranks[start : start + len(u)] = target_ranks(scores, targets[start : start + len(u)])
     return Evaluation(
         model=model,
         k=k,
@@ -146,14 +148,15 @@ def evaluate_served(recommender: Recommender, split, *, k: int = 10, depth: int 
     targets = split.items.id_of(split.evaluable()[1])
     histories, times = split.histories(), split.history_times()
     ranks = np.full(len(users), -1, dtype=np.int64)
-    for start in range(0, len(users), batch_size):
-        u = users[start : start + batch_size]
-        recs = recommender.recommend_batch([split.items.id_of(histories[r]) for r in u], max(k, depth or k),
-                                           timestamps=[times[r] for r in u], **query_params)
-        for j, rec in enumerate(recs):
-            hit = np.flatnonzero(rec.ids == targets[start + j])
-            if hit.size:
-                ranks[start + j] = int(hit[0])
+    with thread_stage("search_batch"):  # blocks of users: one batched index search each
+        for start in range(0, len(users), batch_size):
+            u = users[start : start + batch_size]
+            recs = recommender.recommend_batch([split.items.id_of(histories[r]) for r in u], max(k, depth or k),
+                                               timestamps=[times[r] for r in u], **query_params)
+            for j, rec in enumerate(recs):
+                hit = np.flatnonzero(rec.ids == targets[start + j])
+                if hit.size:
+                    ranks[start + j] = int(hit[0])
     return Evaluation(model=model, k=k, recall=recall_at_k(ranks, k), ndcg=ndcg_at_k(ranks, k), users=len(users),
                       train_rows=len(split.train), test_rows=len(split.test), seconds=time.perf_counter() - t0,
                       ranks=ranks, params=params or {})

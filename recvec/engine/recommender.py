@@ -25,19 +25,34 @@ from recvec.errors import RecvecError, shown
 class Recommendations:
     """Ranked external item ids with their scores. `fallback` says why the ranking is not personal."""
 
-    ids: np.ndarray  # int64 (k,)
+    ids: np.ndarray  # (k,) int64, or 'U' strings for an index with string item ids
     scores: np.ndarray  # float32 (k,)
     fallback: str | None = None
-    skipped: tuple[int, ...] = field(default=())  # unknown history ids that were skipped
+    skipped: tuple = field(default=())  # unknown history ids that were skipped (ints or strs, as given)
+    note: str | None = None  # why fewer than the k asked for came back (the history leaves fewer items)
+
+
+def _positive_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise RecvecError(f"k must be a positive integer, got {shown(k)}", params=("k",))
+    return int(k)
 
 
 def check_k(k: int, available: int) -> int:
     """k as an int in 1..available (the items a call can return), else RecvecError naming ``k``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise RecvecError(f"k must be a positive integer, got {shown(k)}", params=("k",))
+    k = _positive_k(k)
     if k > available:
         raise RecvecError(f"k {k} is larger than the {available} items that can be returned", params=("k",))
     return int(k)
+
+
+def fitting_k(k: int, available: int) -> tuple[int, str | None]:
+    """``(min(k, available), note)``: a valid k (else RecvecError naming ``k``) cut to the items a
+    call can return, and the note saying so when it was cut (None when it was not)."""
+    k = _positive_k(k)
+    if k <= available:
+        return k, None
+    return max(available, 0), f"k={k} asked, only {max(available, 0)} items are left to return"
 
 
 class Recommender:
@@ -69,17 +84,17 @@ class Recommender:
         """Known rows in history order (each item once, at its most recent position: recency-aware
         encoders read the order), the skipped unknown ids, the timestamps aligned with the rows, and
         the same rows sorted (the exclusion set, in the form the index checks fastest)."""
-        ids = np.asarray(ids, dtype=np.int64).ravel()
         if unknown not in ("error", "skip"):
             raise ValueError("unknown must be 'error' or 'skip'")
+        ids = np.asarray(ids).ravel()
         rows = self.items.rows(ids, missing="mask")
-        skipped: tuple[int, ...] = ()
+        skipped: tuple = ()
         if times is not None:
             times = np.asarray(times).ravel()
             if times.shape != ids.shape:
                 raise RecvecError(f"a history of {len(ids)} items came with {len(times)} timestamps")
         if rows.size and rows.min() < 0:
-            skipped = tuple(int(i) for i in ids[rows < 0])
+            skipped = tuple(ids[rows < 0].tolist())
             if unknown == "error":
                 self.items.rows(ids)  # raises UnknownIdError naming them
             keep = np.flatnonzero(rows >= 0)
@@ -92,38 +107,47 @@ class Recommender:
             ordered = np.sort(rows)
         return rows, skipped, times, ordered
 
-    def _popular(self, exclude: np.ndarray, k: int, skipped) -> Recommendations:
+    def _popular(self, k: int, skipped) -> Recommendations:
         """The fallback for a history with no known item: popularity, saying why."""
         why = "popularity: all history ids unknown" if skipped else "popularity: empty history"
-        order = self._pop_order[~np.isin(self._pop_order, exclude)][:k]
-        return Recommendations(self.items.id_of(order), self.popularity[order], fallback=why, skipped=skipped)
+        k, note = fitting_k(k, len(self.items))
+        order = self._pop_order[:k]
+        return Recommendations(self.items.id_of(order), self.popularity[order], fallback=why, skipped=skipped,
+                               note=note)
 
-    def recommend_batch(self, histories: Sequence[Sequence[int]], k: int = 10, *, timestamps=None,
+    def recommend_batch(self, histories: Sequence[Sequence], k: int = 10, *, timestamps=None,
                         unknown: str = "error", **query_params) -> list[Recommendations]:
-        """Top-k items per history (external ids), the history's own items excluded.
-
-        Empty or all-unknown histories fall back to popularity and say so."""
+        """Top-k items per history (external ids: ints, or strs for an index with string item ids),
+        the history's own items excluded. Unknown ids raise UnknownIdError naming them (``unknown=
+        "skip"``: dropped and listed in ``skipped``). Empty or all-unknown histories fall back to
+        popularity and say so. A history that leaves fewer than k items gets those, and ``note`` says
+        so (k itself must be a positive int, else RecvecError naming ``k``)."""
         if timestamps is not None and len(timestamps) != len(histories):
             raise RecvecError(f"{len(timestamps)} timestamp lists for {len(histories)} histories")
         parsed = [self._history_rows(h, unknown, None if timestamps is None else timestamps[i])
                   for i, h in enumerate(histories)]
-        longest = max((len(p[0]) for p in parsed), default=0)
-        check_k(k, len(self.items) - longest)
+        n = len(self.items)
+        for rows, *_ in parsed:
+            fitting_k(k, n - len(rows))  # a bad k raises before any work
         out: list[Recommendations | None] = [None] * len(parsed)
-        personal = [i for i, p in enumerate(parsed) if len(p[0])]
-        for i, (rows, skipped, _, _) in enumerate(parsed):
+        full = []  # histories that leave k items: one batched search
+        for i, (rows, skipped, times, ordered) in enumerate(parsed):
             if not len(rows):
-                out[i] = self._popular(rows, k, skipped)
-        if personal:
-            hist = [parsed[i][0] for i in personal]
-            ts = None if timestamps is None else [parsed[i][2] for i in personal]
+                out[i] = self._popular(k, skipped)
+            elif n - len(rows) >= k:
+                full.append(i)
+            else:  # fewer than k left: this one on its own with what there is
+                out[i] = self._personal(rows, times, ordered, skipped, k, **query_params)
+        if full:
+            hist = [parsed[i][0] for i in full]
+            ts = None if timestamps is None else [parsed[i][2] for i in full]
             queries = self.user_encoder.encode(hist, ts)
-            rows, scores = self.index.search(queries, k, exclude=[parsed[i][3] for i in personal], **query_params)
-            for j, i in enumerate(personal):
+            rows, scores = self.index.search(queries, k, exclude=[parsed[i][3] for i in full], **query_params)
+            for j, i in enumerate(full):
                 out[i] = Recommendations(self.items.id_of(rows[j]), scores[j], skipped=parsed[i][1])
         return out  # type: ignore[return-value]
 
-    def recommend(self, history: Sequence[int], k: int = 10, *, timestamps=None, unknown: str = "error",
+    def recommend(self, history: Sequence, k: int = 10, *, timestamps=None, unknown: str = "error",
                   **query_params) -> Recommendations:
         """Top-k items for one history: ``recommend_batch([history], ...)[0]`` on a lean path (one
         query per call is how a service answers; this path's overhead around the search is ~0.03 ms).
@@ -131,32 +155,44 @@ class Recommender:
         if timestamps is not None and len(timestamps) != 1:
             raise RecvecError(f"{len(timestamps)} timestamp lists for 1 history")
         rows, skipped, ts, ordered = self._history_rows(history, unknown, None if timestamps is None else timestamps[0])
-        check_k(k, len(self.items) - len(rows))
+        fitting_k(k, len(self.items) - len(rows))
         if not len(rows):
-            return self._popular(rows, k, skipped)
-        query = self.user_encoder.encode([rows], None if ts is None else [ts])
-        found, scores = self.index.search(query, k, exclude=[ordered], **query_params)
-        return Recommendations(self.items.id_of(found[0]), scores[0], skipped=skipped)
+            return self._popular(k, skipped)
+        return self._personal(rows, ts, ordered, skipped, k, **query_params)
 
-    def similar(self, item_id: int, k: int = 10, **query_params) -> Recommendations:
-        """Nearest items to one item by cosine, the item itself excluded."""
+    def _personal(self, rows, times, ordered, skipped, k: int, **query_params) -> Recommendations:
+        """One known history's top-k (cut, with a note, to the items its exclusion leaves)."""
+        k, note = fitting_k(k, len(self.items) - len(rows))
+        if k == 0:
+            return Recommendations(self.items.id_of(np.zeros(0, dtype=np.int64)), np.zeros(0, np.float32),
+                                   skipped=skipped, note=note)
+        query = self.user_encoder.encode([rows], None if times is None else [times])
+        found, scores = self.index.search(query, k, exclude=[ordered], **query_params)
+        return Recommendations(self.items.id_of(found[0]), scores[0], skipped=skipped, note=note)
+
+    def similar(self, item_id, k: int = 10, **query_params) -> Recommendations:
+        """Nearest items to one item (an int, or a str for string item ids) by cosine, the item itself
+        excluded; UnknownIdError naming an id the index does not hold."""
         row = self.items.row(item_id)
-        check_k(k, len(self.items) - 1)
+        k, note = fitting_k(k, len(self.items) - 1)
         vectors = self._vectors()
+        if k == 0:
+            return Recommendations(self.items.id_of(np.zeros(0, dtype=np.int64)), np.zeros(0, np.float32), note=note)
         if self.normalized:
             rows, scores = self.index.search(np.ascontiguousarray(vectors[row][None, :], dtype=np.float32), k,
                                              exclude=[np.array([row])], **query_params)
-            return Recommendations(self.items.id_of(rows[0]), scores[0])
+            return Recommendations(self.items.id_of(rows[0]), scores[0], note=note)
         if self._unit is None:  # once per Recommender, not per call (benign if two threads race here)
             self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         v = self._unit
         s = v @ v[row]
         s[row] = -np.inf
         top = np.lexsort((np.arange(len(s)), -s))[:k]
-        return Recommendations(self.items.id_of(top), s[top].astype(np.float32))
+        return Recommendations(self.items.id_of(top), s[top].astype(np.float32), note=note)
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, **query_params) -> list[Recommendations]:
-        """Top-k items for ready-made query vectors (e.g. an encoded free-text query)."""
-        check_k(k, len(self.items))
+        """Top-k items for ready-made query vectors (e.g. an encoded free-text query); k above the
+        catalogue's size returns every item, with a note."""
+        k, note = fitting_k(k, len(self.items))
         rows, scores = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, **query_params)
-        return [Recommendations(self.items.id_of(r), s) for r, s in zip(rows, scores)]
+        return [Recommendations(self.items.id_of(r), s, note=note) for r, s in zip(rows, scores)]

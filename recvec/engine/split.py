@@ -14,15 +14,33 @@ from recvec.errors import DataError, UnknownIdError
 
 
 def _take(r: Ratings, idx: np.ndarray) -> Ratings:
-    return Ratings(r.users[idx], r.items[idx], r.ratings[idx], r.timestamps[idx])
+    return r.take(idx)
 
 
 def positives(ratings: Ratings, threshold: float = 4.0) -> Ratings:
-    """Ratings >= threshold, sorted by (user, timestamp), stable (ties keep file order)."""
-    keep = np.flatnonzero(ratings.ratings >= threshold)
+    """Ratings >= threshold (every row when ``ratings.all_positive``), sorted by (user, timestamp),
+    stable (ties keep file order). Users sort by id: integers by value, string ids by code point
+    (their codes are in that order). A (user, item) pair that is positive more than once (an event
+    log's repeats; the MovieLens formats refuse them) counts once, at its latest positive."""
+    keep = np.flatnonzero(ratings.positive(threshold))
     pos = _take(ratings, keep)
     order = np.lexsort((pos.timestamps, pos.users))  # lexsort is stable
-    return _take(pos, order)
+    pos = _take(pos, order)
+    repeated = _earlier_repeats(pos.users, pos.items)
+    return pos if repeated is None else _take(pos, np.flatnonzero(~repeated))
+
+
+def _earlier_repeats(users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """Mask of the rows whose (user, item) pair comes again later, or None when no pair repeats."""
+    import pandas as pd
+
+    if len(users) < 2:
+        return None
+    if int(users.min()) >= 0 and int(items.min()) >= 0 and int(users.max()) < 2**31 and int(items.max()) < 2**32:
+        dup = pd.Series((users << 32) | items).duplicated(keep="last").to_numpy()
+    else:
+        dup = pd.DataFrame({"u": users, "i": items}).duplicated(keep="last").to_numpy()
+    return dup if dup.any() else None
 
 
 def _last_per_user(users_sorted: np.ndarray) -> np.ndarray:
@@ -36,8 +54,12 @@ def _last_per_user(users_sorted: np.ndarray) -> np.ndarray:
 class Split:
     """Train positives (sorted by user, time), one held-out test positive per user, and the mapping.
 
-    `users`/`items` index train in order of first appearance; `matrix` is the binary CSR float32
-    user-item matrix [num_users, num_items] of train.
+    `users`/`items` index train in order of first appearance (external ids: int64 or strings);
+    `matrix` is the binary CSR float32 user-item matrix [num_users, num_items] of train.
+
+    With string ids the Ratings hold codes (see :class:`~recvec.engine.data.Ratings`):
+    ``user_keys``/``item_keys`` are then the same vocabularies over those codes (None: the ids are
+    the codes, as for integer ids).
     """
 
     train: Ratings
@@ -45,16 +67,26 @@ class Split:
     users: Vocabulary
     items: Vocabulary
     threshold: float
+    user_keys: Vocabulary | None = None
+    item_keys: Vocabulary | None = None
+
+    @property
+    def _ukeys(self) -> Vocabulary:
+        return self.users if self.user_keys is None else self.user_keys
+
+    @property
+    def _ikeys(self) -> Vocabulary:
+        return self.items if self.item_keys is None else self.item_keys
 
     @cached_property
     def train_user_rows(self) -> np.ndarray:
         """(len(train),) int64: each train rating's user row in ``users``."""
-        return self.users.rows(self.train.users)
+        return self._ukeys.rows(self.train.users)
 
     @cached_property
     def train_item_rows(self) -> np.ndarray:
         """(len(train),) int64: each train rating's item row in ``items``."""
-        return self.items.rows(self.train.items)
+        return self._ikeys.rows(self.train.items)
 
     @cached_property
     def matrix(self) -> sp.csr_matrix:
@@ -102,11 +134,11 @@ class Split:
         """(user rows, held-out item rows) of test rows whose user and item are known to train.
 
         Item rows are in `items` (default: the train vocabulary)."""
-        u = self.users.rows(self.test.users, missing="mask")
-        i = self.items.rows(self.test.items, missing="mask")
+        u = self._ukeys.rows(self.test.users, missing="mask")
+        i = self._ikeys.rows(self.test.items, missing="mask")
         ok = (u >= 0) & (i >= 0)
         if items is not None and items != self.items:
-            return u[ok], items.rows(self.test.items[ok])
+            return u[ok], items.rows(self.items.id_of(i[ok]))
         return u[ok], i[ok]
 
 
@@ -118,20 +150,29 @@ def leave_last_out(ratings: Ratings, threshold: float = 4.0, *, already_positive
     last = _last_per_user(pos.users)
     train = _take(pos, np.flatnonzero(~last))
     test = _take(pos, np.flatnonzero(last))
-    users = Vocabulary.from_first_appearance(train.users, kind="user")
-    items = Vocabulary.from_first_appearance(train.items, kind="movie")
-    return Split(train=train, test=test, users=users, items=items, threshold=threshold)
+    user_keys = Vocabulary.from_first_appearance(train.users, kind="user")
+    item_keys = Vocabulary.from_first_appearance(train.items, kind="movie" if pos.item_labels is None else "item")
+    users = user_keys if pos.user_labels is None else Vocabulary(pos.user_labels[user_keys.ids], kind="user")
+    items = item_keys if pos.item_labels is None else Vocabulary(pos.item_labels[item_keys.ids], kind="item")
+    return Split(train=train, test=test, users=users, items=items, threshold=threshold,
+                 user_keys=None if pos.user_labels is None else user_keys,
+                 item_keys=None if pos.item_labels is None else item_keys)
 
 
 def user_history(split: Split, ratings: Ratings, user_id) -> np.ndarray:
-    """A user's train item ids in time order (int64). Raises UnknownIdError for a user not in
-    ``ratings`` and DataError for one who is there but has no train positive (saying why)."""
-    rows = split.users.rows(np.asarray([user_id]), missing="mask")
+    """A user's train item ids in time order (int64 or strings, as the data's ids). Raises
+    UnknownIdError for a user not in ``ratings`` and DataError for one who is there but has no
+    train positive (saying why)."""
+    rows = split.users.rows([user_id], missing="mask")
     if rows[0] >= 0:
         return split.items.id_of(split.histories()[int(rows[0])])
-    mine = ratings.ratings[ratings.users == user_id]
+    key = ratings.user_key(user_id)
+    mine = ratings.ratings[ratings.users == key] if key is not None else ratings.ratings[:0]
     if mine.size == 0:
         raise UnknownIdError("user", [user_id])
+    if ratings.all_positive:
+        raise DataError(f"user {user_id} is in the data but has no train positive: their only event is the last "
+                        "one, held out as the test item")
     n_pos = int((mine >= split.threshold).sum())
     why = (f"none of their {mine.size:,} ratings is >= {split.threshold:g}" if n_pos == 0 else
            f"their only rating >= {split.threshold:g} is the last one, held out as the test item")

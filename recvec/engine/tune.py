@@ -31,24 +31,31 @@ import numpy as np
 
 from recvec.engine.data import Catalog
 from recvec.engine.evaluate import Evaluation
+from recvec.engine.gaps import BUCKETS, bucket_of, held_out_gaps
+from recvec.engine.metrics import ndcg_at_k, recall_at_k
 from recvec.engine.models.als import ALSConfig
 from recvec.engine.models.fit import (
     ModelConfig,
     als_fit_key,
     assemble_als,
     assemble_hybrid,
+    assemble_itemitem,
     assemble_sequence,
     evaluate_model,
     fit_als_part,
     fit_model,
     text_vectors,
 )
+from recvec.engine.models.itemitem import TransitionConfig
 from recvec.engine.models.sequence import SequenceConfig, train_sequence_encoder
 from recvec.engine.split import Split, validation_split
 from recvec.engine.weighting import RecencyWeighting
 from recvec.errors import RecvecError, shown
 
 Report = Callable[[str, dict], None]
+#: Whom ``tune`` selects for: every validation user, or those whose held-out item came more than a
+#: day after their last train item (later interest rather than the same sitting).
+TARGETS = ("all", "later")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,10 @@ class SearchSpace:
     hybrid_weight: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95)  # ALS share of an ALS + text hybrid
     content_half_life: tuple[float, ...] = (0.0, 3.0, 10.0)
     sequence_hybrid_weight: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)  # ALS share of an ALS + sequence hybrid
+    ease_lambda: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0)
+    transition_lags: tuple[int, ...] = (2, 3, 5)
+    transition_last: tuple[int, ...] = (2, 3, 5)
+    transition_recency_decay: tuple[float, ...] = (0.3, 0.5, 0.8)
 
 
 FIT_COORDS = ("factors", "regularization", "alpha", "iterations", "train_half_life", "train_half_life_days",
@@ -89,8 +100,13 @@ class TuneSettings:
     sequence_config: SequenceConfig = field(default_factory=SequenceConfig)
     als_seed: int = 0
     space: SearchSpace = field(default_factory=SearchSpace)
+    peers: bool = True  # also the item-item peers: EASE and the transition model
+    target: str = "all"  # whom candidates are compared on: "all" validation users, or "later" ones (> 1 day gap)
 
     def __post_init__(self):
+        if self.target not in TARGETS:
+            raise RecvecError(f"target must be one of {', '.join(TARGETS)}, got {shown(self.target)}",
+                              params=("target",))
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise RecvecError(f"budget must be a positive integer (ALS fits), got {shown(self.budget)}",
                               params=("budget",))
@@ -154,6 +170,7 @@ class TuneResult:
                          "hybrid": self.settings.hybrid, "encoder": self.settings.encoder,
                          "pooling": self.settings.pooling, "sequence": self.settings.sequence,
                          "sequence_config": self.settings.sequence_config.to_dict(),
+                         "peers": self.settings.peers, "target": self.settings.target,
                          "space": dataclasses.asdict(self.settings.space)},
             "validation": self.validation,
             "chosen": {"model": self.chosen.config.name, "config": self.chosen.config.to_dict(),
@@ -191,11 +208,15 @@ class _Search:
         self.trials: list[Trial] = []
         self.fits: dict[tuple, object] = {}
         self.seen: set = set()
+        #: the validation users candidates are compared on (None: all), in evaluable order
+        self.target_users = None if settings.target == "all" else \
+            np.flatnonzero(bucket_of(held_out_gaps(val)) == len(BUCKETS) - 1)
 
     def evaluate(self, model, config: ModelConfig, stage: str, t0: float) -> Trial:
         ev = evaluate_model(model, self.val, k=self.settings.k)
-        r20, _ = ev.at(20)
-        trial = Trial(config, ev.recall, ev.ndcg, r20, time.perf_counter() - t0, stage)
+        ranks = ev.ranks if self.target_users is None else ev.ranks[self.target_users]
+        trial = Trial(config, recall_at_k(ranks, self.settings.k), ndcg_at_k(ranks, self.settings.k),
+                      recall_at_k(ranks, 20), time.perf_counter() - t0, stage)
         self.trials.append(trial)
         self.report("trial", {"n": len(self.trials), **trial.to_dict()})
         return trial
@@ -295,7 +316,10 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
             best_coords = cand
             best_q = (best.config.weighting.half_life, best.config.weighting.scale)
             report("incumbent", {"model": best.config.name, "val_recall": best.recall, "val_ndcg": best.ndcg})
-    # 3. hybrid on top of the best ALS
+    # 3. the item-item peers: EASE (one inverse per lambda), the transition model (one count per window)
+    if s.peers:
+        _peers_stage(search, s)
+    # 4. hybrid on top of the best ALS
     if s.hybrid:
         text = text_vectors(catalog, ModelConfig(kind="text", encoder=s.encoder, pooling=s.pooling), cache_dir, progress)
         base = best.config
@@ -307,12 +331,32 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
                                   content_weighting=RecencyWeighting(half_life=chl), hybrid_weight=w)
                 t0 = time.perf_counter()
                 search.evaluate(assemble_hybrid(val, catalog, cfg, als=als_model, text=text), cfg, "hybrid", t0)
-    # 4. the sequence encoder alone and with the best ALS: one training run, epochs chosen on validation
+    # 5. the sequence encoder alone and with the best ALS: one training run, epochs chosen on validation
     if s.sequence:
         als_best = max((t for t in search.trials if t.config.kind in ("als", "als-time")), key=Trial.key)
         _sequence_stage(search, s, progress, threads, als_best.config)
     chosen = _best(search.trials)
     return chosen, search.trials
+
+
+def _peers_stage(search: _Search, s: TuneSettings) -> None:
+    """EASE over its lambda grid and the transition model over its window and query grids."""
+    space = s.space
+    for lam in space.ease_lambda:
+        cfg = ModelConfig(kind="ease", ease_lambda=lam)
+        t0 = time.perf_counter()
+        search.evaluate(assemble_itemitem(search.val, cfg), cfg, "ease", t0)
+    for lags in space.transition_lags:
+        t0 = time.perf_counter()
+        matrix = None
+        for last in space.transition_last:
+            for decay in space.transition_recency_decay:
+                cfg = ModelConfig(kind="transition",
+                                  transition=TransitionConfig(lags=lags, last=last, recency_decay=decay))
+                model = assemble_itemitem(search.val, cfg, matrix=matrix)
+                matrix = model.item_vectors.T  # the counts depend on the window only: reused
+                search.evaluate(model, cfg, "transition", t0)
+                t0 = time.perf_counter()
 
 
 def _sequence_stage(search: _Search, s: TuneSettings, progress: bool, threads: int | None,

@@ -144,6 +144,39 @@ class ConstantEncoder:
         return cls()
 
 
+class ItemIndicator:
+    """The history as a weighted indicator over the catalogue's ``n_items`` rows: (n, n_items) float32
+    with the k-th most recent of the last ``last`` items (None: all) weighing ``decay**(k-1)``. Its
+    inner product with the columns of an item-item matrix is that matrix's score (EASE, transition)."""
+
+    def __init__(self, n_items: int, last: int | None = None, decay: float = 1.0):
+        self.dim = int(n_items)
+        self.last = None if last is None else int(last)
+        self.decay = float(decay)
+
+    def encode(self, histories, timestamps=None) -> np.ndarray:
+        """One row per history; an empty history gives a zero row."""
+        out = np.zeros((len(histories), self.dim), dtype=np.float32)
+        for u, h in enumerate(histories):
+            rows = np.asarray(h, dtype=np.int64)
+            if self.last is not None:
+                rows = rows[-self.last:]
+            if rows.size:
+                w = self.decay ** np.arange(rows.size - 1, -1, -1, dtype=np.float64)
+                np.add.at(out[u], rows, w.astype(np.float32))
+        return out
+
+    def params(self) -> dict:
+        return {"kind": "item_indicator", "n_items": self.dim, "last": self.last, "decay": self.decay}
+
+    @classmethod
+    def from_params(cls, params: dict, arrays: dict, vectors: np.ndarray, n_items: int, decode) -> ItemIndicator:
+        if int(params["n_items"]) != n_items:
+            raise ArtifactError(f"manifest.json: item_indicator covers {params['n_items']} items, the index {n_items}")
+        last = params.get("last")
+        return cls(n_items, None if last is None else int(last), float(params.get("decay", 1.0)))
+
+
 #: kind -> the encoder class whose ``from_params`` rebuilds it.
 ENCODERS: dict[str, Any] = {
     "als_fold_in": ALSFoldIn,
@@ -151,6 +184,7 @@ ENCODERS: dict[str, Any] = {
     "constant": ConstantEncoder,
     "hybrid": HybridEncoder,
     "sequence": SequenceEncoder,
+    "item_indicator": ItemIndicator,
 }
 
 

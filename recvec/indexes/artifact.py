@@ -4,7 +4,8 @@ Layout (format_version 1)::
 
     manifest.json      written last, read first (below)
     index.faiss        the FAISS index (inner product; ids are rows 0..n-1), for FAISS artifacts
-    item_ids.npy       int64 external item id of each row
+    item_ids.npy       external item id of each row: int64, or numpy unicode ('<U…', no pickle)
+                       for string ids
     <name>.npy         each extra array (e.g. ALS item factors, embeddings, gram matrices);
                        ``item_vectors`` is not written when the index reproduces it bit-exactly
                        (flat, HNSW-flat): it is reconstructed from the index on load, so a flat
@@ -71,6 +72,7 @@ from recvec.indexes.manifest import (
     check_item_ids,
     load_npy,
     npy_bytes,
+    parse_backend_entry,
     parse_manifest,
     tagged,
     untagged,
@@ -319,6 +321,18 @@ def load_artifact(src: str | Path, *, endpoint_url: str | None = None, verify: b
     return _load_checked(source, _read_manifest(source), verify)
 
 
+def read_backend_entry(src: str | Path, *, endpoint_url: str | None = None) -> dict | None:
+    """The ``backend`` entry of the artifact's manifest at ``src`` (where a served index lives), or
+    None: a FAISS artifact, or no readable artifact there. Reads the manifest only; raises nothing.
+    ``build_artifact`` asks it before publishing over ``src``, to retire what the old one pointed at."""
+    try:
+        source = _Source(src, endpoint_url)
+        raw = _read_manifest(source)
+        return parse_backend_entry(parse_manifest(raw, source.where(MANIFEST)), source.where(MANIFEST))
+    except (RecvecError, OSError, ValueError):
+        return None
+
+
 def _read_manifest(source: _Source) -> bytes:
     if not source.s3 and not source.root.is_dir():
         raise ArtifactError(f"no artifact at {source.src}: not a directory")
@@ -361,8 +375,9 @@ def _load_checked(source: _Source, raw: bytes, verify: bool) -> Artifact:
     ix = _open_index(backend, entry, index_name, blobs, None, n, dim, verify, source.src) if index_name else None
 
     ids = load_npy(blobs[manifest["item_ids_file"]], manifest["item_ids_file"])
-    if ids.dtype != np.int64 or ids.shape != (n,):
-        raise ArtifactError(f"{manifest['item_ids_file']} must be int64 of shape ({n},), got {ids.dtype} {ids.shape}")
+    if (ids.dtype != np.int64 and ids.dtype.kind != "U") or ids.shape != (n,):
+        raise ArtifactError(f"{manifest['item_ids_file']} must be int64 or unicode strings of shape ({n},), "
+                            f"got {ids.dtype} {ids.shape}")
 
     arrays: dict[str, np.ndarray] = {}
     for name, meta in manifest["arrays"].items():

@@ -22,15 +22,20 @@ from recvec.engine.users import encoder_from_params
 from recvec.engine.vocab import Vocabulary
 from recvec.errors import ArtifactError, RecvecError
 from recvec.indexes import backends
-from recvec.indexes.artifact import Artifact, load_artifact, save_artifact
+from recvec.indexes.artifact import (
+    Artifact,
+    load_artifact,
+    read_backend_entry,
+    save_artifact,
+)
 from recvec.indexes.backends.base import BackendOptions
 from recvec.indexes.spec import IndexSpec
 
 
 def catalog_for(items: Vocabulary, catalog: Catalog) -> dict:
     """Titles and genres aligned with the index rows (blank for ids the catalogue lacks)."""
-    pos = {int(m): i for i, m in enumerate(catalog.ids)}
-    idx = [pos.get(int(m)) for m in items.ids]
+    pos = {m: i for i, m in enumerate(catalog.ids.tolist())}
+    idx = [pos.get(m) for m in items.ids.tolist()]
     return {"titles": [catalog.titles[i] if i is not None else "" for i in idx],
             "genres": [catalog.genres[i] if i is not None else "" for i in idx]}
 
@@ -40,10 +45,13 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
                    backend: BackendOptions | None = None) -> dict:
     """Build the index over the model's item vectors on ``backend`` (default: FAISS in process) and
     save the artifact at ``dest``; returns the manifest head. A backend serving the index elsewhere
-    (a Milvus collection) is created here and dropped again if the artifact cannot be saved."""
+    (a Milvus collection, a PostgreSQL table) is created here, new on every build, and dropped again if
+    the artifact cannot be saved; once the artifact is published, the one the previous artifact at
+    ``dest`` pointed at is retired (``Backend.retire``; the head's ``retired`` says what was done)."""
     options = backend or BackendOptions()
     be = backends.get(options.name)
     options = be.check(spec, options, dest)
+    previous = read_backend_entry(dest, endpoint_url=endpoint_url)  # a served index the old artifact points at
     t0 = time.perf_counter()
     index = be.build(model.item_vectors, spec, options, seed=seed)
     build_s = time.perf_counter() - t0
@@ -65,6 +73,7 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
         arrays = {"item_vectors": model.item_vectors, "popularity": model.popularity, **model.arrays}
         save_artifact(dest, index=index, item_ids=model.items.ids, arrays=arrays,
                       catalog=catalog_for(model.items, dataset.catalog), manifest=manifest, endpoint_url=endpoint_url)
+        entry = be.manifest_entry(index)
     except BaseException:
         try:
             be.discard(index)  # nothing points at what the failed save built
@@ -73,6 +82,11 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
         raise
     finally:
         index.close()
+    if previous is not None:
+        # the new artifact is published: only now may the collection / table the old one pointed at go
+        retired = backends.get(previous["kind"]).retire(previous, entry)
+        if retired:
+            manifest["retired"] = retired
     return manifest
 
 
@@ -83,16 +97,23 @@ class LoadedIndex:
     artifact: Artifact
     recommender: Recommender
 
-    def title(self, item_id: int) -> str:
+    def title(self, item_id) -> str:
         """The catalogue title of external ``item_id``; "" when the id is unknown or there are no titles."""
         row = self.recommender.items.rows([item_id], missing="mask")[0]
         titles = self.artifact.catalog.get("titles") or []
         return titles[row] if 0 <= row < len(titles) else ""
 
 
+def _id_kind(art: Artifact) -> str:
+    """What the artifact's ids are called in messages: "movie" for MovieLens data, else "item"."""
+    fmt = art.manifest.get("data_format")
+    other = art.item_ids.dtype.kind == "U" or (isinstance(fmt, str) and not fmt.startswith("ml-"))
+    return "item" if other else "movie"
+
+
 def recommender_from_artifact(art: Artifact, *, hybrid_weight: float | None = None) -> Recommender:
     """A Recommender over the artifact; ``hybrid_weight`` overrides a hybrid index's ALS share per query."""
-    items = Vocabulary(art.item_ids, kind="movie")
+    items = Vocabulary(art.item_ids, kind=_id_kind(art))
     vectors = art.item_vectors
     if vectors is None:
         raise ArtifactError("artifact has no item_vectors: user vectors cannot be built at query time")

@@ -70,13 +70,21 @@ def untagged(name: str) -> str:
 
 
 def check_item_ids(item_ids: Any, n: int) -> np.ndarray:
-    """``item_ids`` as (n,) int64, one unique integer id per index row; else ArtifactError."""
+    """``item_ids`` as (n,) int64 (integer ids) or numpy unicode (string ids: a 'U' array, or a
+    sequence of str), one unique id per index row; else ArtifactError. String ids are saved as a
+    plain unicode .npy (no pickle); integer ids stay int64, as every artifact before them."""
     ids = np.asarray(item_ids)
     if ids.ndim != 1 or ids.shape[0] != n:
         raise ArtifactError(f"item_ids must be a 1-d array of {n} ids (one per index row), got shape {ids.shape}")
-    if n and not np.issubdtype(ids.dtype, np.integer):
-        raise ArtifactError(f"item_ids must be integers, got {ids.dtype}")
-    ids = ids.astype(np.int64)
+    if n and ids.dtype.kind == "O" and all(isinstance(x, str) for x in ids.tolist()):
+        ids = ids.astype(str)
+    if n and ids.dtype.kind == "U":
+        if any(not x for x in ids.tolist()):
+            raise ArtifactError("item_ids must not hold empty strings")
+    elif n and not np.issubdtype(ids.dtype, np.integer):
+        raise ArtifactError(f"item_ids must be integers or strings, got {ids.dtype}")
+    else:
+        ids = ids.astype(np.int64)
     if np.unique(ids).size != n:
         raise ArtifactError("item_ids must be unique")
     return ids

@@ -1,9 +1,18 @@
-"""Dataset loading: a directory, a .zip or an s3:// URI holding one dataset in a registered
-format (ML-1M/10M '::', ML-100K, ml-latest CSV) -> a Dataset of plain arrays and a Catalog.
+"""Dataset loading -> a Dataset of plain arrays and a Catalog, from either
 
-The package: records.py (Ratings, Catalog, Dataset), sources.py (where files come from),
-formats.py (the Format interface), parsing.py (the shared parsing and error rules),
-movielens.py (the MovieLens formats). Here: the format registry, FORMATS, and the loader.
+- a directory, a .zip or an s3:// prefix holding one dataset in a registered folder format
+  (ML-1M/10M '::', ML-100K, ml-latest CSV), or
+- one table file (CSV, TSV, Parquet, JSON Lines; the text ones optionally .gz/.zst; local or
+  s3://bucket/key) of interactions with any column names and integer or string ids, optionally
+  with an item table: a DatasetSpec, or a dataset spec file (.toml) holding one.
+
+The package: records.py (Ratings, Catalog, Dataset), sources.py (where folder files come from),
+formats.py (the Format and TableFormat interfaces), parsing.py (the shared parsing and error
+rules), movielens.py (the MovieLens formats), spec.py (DatasetSpec, column maps, spec files),
+tables.py (table files and their formats, read with pyarrow), tabular.py (tables -> Dataset).
+Here: the registries, FORMATS and TABLE_FORMATS, and the loader.
+
+The MovieLens checks below; for tables see tabular.py.
 
 What is checked (each failure a DataError naming the file and line): fields and delimiter, integer
 ids and timestamps >= 0, ratings within 0.5-5, each (user, movie) pair once, every rated movie in the
@@ -12,7 +21,8 @@ headers naming the required columns (extra ones ignored), and exactly one datase
 directory. Rows need not be in time order: the split sorts them.
 
 Adding a format: a module with a Format subclass (see formats.py and movielens.py), and its
-instance in FORMATS below. Detection tries the formats in FORMATS order."""
+instance in FORMATS below (detection tries them in order); a table format: a TableFormat
+subclass (see tables.py) and its instance in TABLE_FORMATS (chosen by the file's suffix)."""
 
 from __future__ import annotations
 
@@ -48,12 +58,22 @@ from recvec.engine.data.parsing import _scan_ratings as _scan_ratings
 from recvec.engine.data.parsing import _slow_ratings as _slow_ratings
 from recvec.engine.data.records import Catalog, Dataset, Ratings
 from recvec.engine.data.sources import _DirSource, _open_source, _Source
+from recvec.engine.data.spec import Columns, DatasetSpec, ItemColumns, spec_from_toml
+from recvec.engine.data.tables import (
+    CSVTable,
+    JSONLinesTable,
+    ParquetTable,
+    TSVTable,
+    format_for,
+)
+from recvec.engine.data.tabular import load_table_dataset
 from recvec.engine.synthetic import default_dataset_dir
 from recvec.errors import DataError, shorten
+from recvec.progress import progress as progress_lines
 
 __all__ = [
-    "FORMATS", "MAX_RATING", "MIN_RATING", "ML100K_GENRES", "MOVIES_CSV_COLUMNS", "Catalog", "Dataset", "Format",
-    "Ratings", "known_formats", "load_dataset", "parse_movies_csv", "parse_movies_dat", "parse_ratings",
+    "FORMATS", "MAX_RATING", "MIN_RATING", "ML100K_GENRES", "MOVIES_CSV_COLUMNS", "TABLE_FORMATS", "Catalog",
+    "Columns", "Dataset", "DatasetSpec", "Format", "ItemColumns", "Ratings", "known_formats", "load_dataset", "parse_movies_csv", "parse_movies_dat", "parse_ratings",
     "parse_u_genre", "parse_u_item",
 ]
 
@@ -62,6 +82,14 @@ FORMATS: tuple[Format, ...] = (
     ML1M(),
     ML100K(),
     MLLatest(),
+)
+
+# The table registry: single-file formats, chosen by the file's suffix (before any .gz/.zst).
+TABLE_FORMATS = (
+    CSVTable(),
+    TSVTable(),
+    ParquetTable(),
+    JSONLinesTable(),
 )
 
 
@@ -132,19 +160,12 @@ def _load_from_source(src: _Source, source: str, progress: bool) -> Dataset:
     """Detect the format in src, read its files, check and parse them into a Dataset."""
     fmt = _detect(src)
     wanted = [fmt.ratings, fmt.movies] + [n for n in fmt.optional if n in src.names()]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(wanted), desc="loading data", unit="file", leave=False)
     raw: dict[str, bytes] = {}
-    for name in wanted:
-        raw[name] = src.read(name)
-        if bar is not None:
-            bar.set_postfix_str(name)
+    with progress_lines(len(wanted), "loading data", "file", enabled=progress) as bar:
+        for name in wanted:
+            bar.set_postfix(file=name)
+            raw[name] = src.read(name)
             bar.update(1)
-    if bar is not None:
-        bar.close()
 
     for name, data in raw.items():
         if not data.strip():
@@ -155,20 +176,52 @@ def _load_from_source(src: _Source, source: str, progress: bool) -> Dataset:
     files = list(raw.items())
     return Dataset(
         ratings=ratings, catalog=catalog, source=source, format=fmt.name,
-        fingerprint=_fingerprint(files), files=tuple(n for n, _ in files),
+        digest=_fingerprint(files), files=tuple(n for n, _ in files),
     )
 
 
-def load_dataset(path: str, *, endpoint_url: str | None = None, progress: bool = False) -> Dataset:
-    """Load a dataset in a registered format (see known_formats) from a directory, a .zip of one,
-    or s3://bucket/prefix (``endpoint_url``: an S3-compatible endpoint; ``progress``: a tqdm bar
-    over the files read).
+def _is_spec_file(path: str) -> bool:
+    return path.lower().endswith(".toml")
+
+
+def as_spec(path, *, endpoint_url: str | None = None) -> DatasetSpec | None:
+    """The DatasetSpec ``path`` stands for when it names a table file or a spec file (.toml; read
+    here, from S3 too), else None (a folder format's directory, zip or prefix)."""
+    if isinstance(path, DatasetSpec):
+        return path
+    path = os.fspath(path)
+    if _is_spec_file(path):
+        from recvec.engine import storage
+
+        try:
+            raw = storage.read_bytes(path if storage.is_s3(path) else os.path.expanduser(path),
+                                     endpoint_url=endpoint_url)
+        except storage.StorageError as e:
+            raise DataError(f"dataset spec file {shorten(path, 160)}: {e}") from None
+        return spec_from_toml(raw, path)
+    if format_for(path, TABLE_FORMATS) is not None:
+        return DatasetSpec(interactions=path)
+    return None
+
+
+def load_dataset(path, *, endpoint_url: str | None = None, progress: bool = False) -> Dataset:
+    """Load a dataset: ``path`` is a directory, a .zip of one or an s3://bucket/prefix in a registered
+    folder format (see known_formats); a table file (.csv, .tsv, .parquet, .jsonl, the text ones
+    optionally .gz/.zst; local or s3://bucket/key) of interactions under the default column names;
+    a dataset spec file (.toml); or a DatasetSpec (column maps, an item table).
+    ``endpoint_url``: an S3-compatible endpoint; ``progress``: a bar on a terminal, plain lines in a log.
 
     ``"synthetic"`` loads the embedded default dataset (written once to the cache).
 
-    Returns a Dataset: Ratings of n rows in file order (users, items, timestamps int64; ratings
-    float32) and a Catalog holding every rated movie. Raises DataError (naming the file and line)
-    for anything wrong with the path or the data, StorageError for S3 failures."""
+    Returns a Dataset: Ratings of n rows in file order (users, items int64 ids or string-id codes,
+    timestamps int64 seconds; ratings float32) and a Catalog holding every rated item. Raises
+    DataError (naming the file and line, or row and column) for anything wrong with the path or
+    the data, StorageError for S3 failures. Nothing is returned half-loaded."""
+    spec = as_spec(path, endpoint_url=endpoint_url)
+    if spec is not None:
+        ds = load_table_dataset(spec, TABLE_FORMATS, endpoint_url=endpoint_url, progress=progress)
+        _say(ds.notes)
+        return ds
     path = os.fspath(path)
     if path == "synthetic":
         src: _Source = _DirSource(default_dataset_dir())
@@ -178,3 +231,15 @@ def load_dataset(path: str, *, endpoint_url: str | None = None, progress: bool =
         return _load_from_source(src, path, progress)
     finally:
         src.close()
+
+
+class DataNote(UserWarning):
+    """How a table was read where that was a choice (time units, file order as time order, no
+    ratings); the CLI prints these as 'note: ...'. Also in ``Dataset.notes``."""
+
+
+def _say(notes) -> None:
+    import warnings
+
+    for note in notes:
+        warnings.warn(note, DataNote, stacklevel=3)

@@ -1,6 +1,11 @@
-"""The format interface: what a dataset format is to the loader.
+"""The format interfaces: what a dataset format is to the loader.
 
-A format is a Format subclass in its own module (e.g. movielens.py) whose instance is listed in
+Two kinds. A dataset *folder* format (``Format``: MovieLens) is a set of named files in a
+directory, zip or S3 prefix. A *table* format (``TableFormat``: CSV, TSV, Parquet, JSON Lines) is
+one file of named columns, read with pyarrow, whose columns a DatasetSpec maps (see tables.py and
+tabular.py); its instance is listed in TABLE_FORMATS in recvec/engine/data/__init__.py.
+
+A folder format is a Format subclass in its own module (e.g. movielens.py) whose instance is listed in
 the registry, FORMATS in recvec/engine/data/__init__.py. It owns its detection (the file names
 it needs: ``ratings`` and ``movies``, plus ``optional`` ones read when present) and its parsing
 (``parse_ratings`` and ``parse_catalog``, built on the shared rules in parsing.py). The loader
@@ -57,3 +62,34 @@ def looks_like_any(names: Iterable[str], formats: Iterable[Format]) -> bool:
 def describe_all(formats: Iterable[Format]) -> str:
     """The formats' describe() lines joined by '; '."""
     return "; ".join(f.describe() for f in formats)
+
+
+class TableFormat:
+    """One single-file table format (CSV, TSV, Parquet, JSON Lines): a file with named columns that
+    holds interactions or items under any column names (see tables.py and DatasetSpec).
+
+    A subclass sets the class attributes and implements ``column_names`` and ``read`` on a
+    ``tables.TableSource`` (bytes or a path, decompressed as its suffix says). Both raise DataError
+    naming the file, and for a bad value its row, line (text formats) and column."""
+
+    name: str  # short id, as Dataset.format: "parquet"
+    label: str  # shown in messages: "Parquet (.parquet)"
+    suffixes: tuple[str, ...]  # file name endings, lower case, before any compression suffix: (".parquet",)
+    compressible: bool = True  # whether a whole-file .gz / .zst of it can be read
+    header_lines: int = 0  # lines before the first row (CSV: the header): line = row + header_lines
+
+    def describe(self) -> str:
+        """'label' plus ' (optionally .gz/.zst)' where the format may be compressed as a whole."""
+        return self.label + (" (optionally .gz/.zst)" if self.compressible else "")
+
+    def column_names(self, src) -> list[str]:
+        """The file's column names, in file order."""
+        raise NotImplementedError
+
+    def read(self, src, columns: list[str], *, strings: tuple[str, ...] = (), floats: tuple[str, ...] = (),
+             categories: tuple[str, ...] = (), threads: bool = True):
+        """A pyarrow Table of ``columns`` (all present; see column_names). ``strings`` are read as text
+        and ``floats`` as float64 where the format infers types (CSV, JSON); ``categories`` (id
+        columns) may come dictionary-encoded when they hold text, where the format reads that
+        faster; ``threads``: pyarrow's thread pool."""
+        raise NotImplementedError

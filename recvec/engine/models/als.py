@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,8 @@ import scipy.sparse as sp
 
 from recvec.checks import MAX_FACTORS, MAX_ITERATIONS, SEED_MAX, check_float, check_int
 from recvec.errors import RecvecError
+from recvec.progress import progress as progress_lines
+from recvec.threads import stage as thread_stage
 
 
 @dataclass(frozen=True)
@@ -39,26 +42,33 @@ class ALSModel:
     item_factors: np.ndarray  # (num_items, factors) float32
 
 
-def fit_als(matrix: sp.csr_matrix, config: ALSConfig = ALSConfig(), *, progress: bool = False) -> ALSModel:
-    """Fit implicit's CPU ALS on a users x items CSR matrix, OpenBLAS held to one thread."""
+def fit_als(matrix: sp.csr_matrix, config: ALSConfig = ALSConfig(), *, progress: bool = False,
+            threads: int | None = None) -> ALSModel:
+    """Fit implicit's CPU ALS on a users x items CSR matrix: its loop over users on the thread
+    policy's count (``threads``, default ``recvec.threads.threads()``), BLAS held to one thread.
+    ``progress``: a bar on a terminal, plain lines otherwise. RecvecError when the fit diverges."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.recommender_base import ModelFitError
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads on construction
+    with thread_stage("fit", threads) as policy, warnings.catch_warnings():
+        if policy.blas:  # implicit warns about any OpenBLAS above 1 thread, FAISS's OpenMP build included
+            warnings.filterwarnings("ignore", message="OpenBLAS is configured to use", category=RuntimeWarning)
         model = AlternatingLeastSquares(
             factors=config.factors,
             regularization=config.regularization,
             alpha=config.alpha,
             iterations=config.iterations,
             random_state=config.seed,
+            num_threads=policy.openmp,
         )
-        try:
-            model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=progress)
-        except ModelFitError as e:  # NaN/inf factors: the confidences overflowed float32
-            raise RecvecError(f"ALS fit failed ({e}) with alpha={config.alpha:g}, regularization="
-                              f"{config.regularization:g}, factors={config.factors}: lower alpha "
-                              "(confidence = 1 + alpha x value must stay well inside float32)") from None
+        with progress_lines(config.iterations, "ALS fit", "iteration", enabled=progress) as bar:
+            try:
+                model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=False,
+                          callback=lambda *_: bar.update(1))
+            except ModelFitError as e:  # NaN/inf factors: the confidences overflowed float32
+                raise RecvecError(f"ALS fit failed ({e}) with alpha={config.alpha:g}, regularization="
+                                  f"{config.regularization:g}, factors={config.factors}: lower alpha "
+                                  "(confidence = 1 + alpha x value must stay well inside float32)") from None
     return ALSModel(
         config=config,
         user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),

@@ -1,6 +1,7 @@
 """On-disk cache of encoded item embeddings.
 
-One ``<key>.npz`` per (encoder, pooling, max_length, texts): arrays ``ids`` (int64), ``vectors``
+One ``<key>.npz`` per (encoder, pooling, max_length, texts): arrays ``ids`` (int64, or numpy
+unicode for string item ids), ``vectors``
 (float32, L2-normalised rows) and ``meta`` (a JSON string, stored as a numpy unicode scalar).
 No pickle anywhere: files are read with ``np.load(allow_pickle=False)``. Files are written to a
 temporary name in the same directory and renamed into place, so a reader never sees half a file.
@@ -110,16 +111,22 @@ def encode_cached(
     *,
     progress: bool = False,
     batch_size: int = 64,
+    encode=None,
 ) -> np.ndarray:
     """``embedder.encode(texts)``, read from / written to ``cache_dir`` (default: :func:`default_cache_dir`).
 
-    ``ids[i]`` is the movie id of ``texts[i]``; they are stored with the vectors and checked when
-    the file is read back. Returns float32 ``(len(texts), dim)``.
+    ``ids[i]`` is the item id (int or str) of ``texts[i]``; they are stored with the vectors and checked when
+    the file is read back. Returns float32 ``(len(texts), dim)``. ``encode``: a function texts -> vectors
+    that computes the same embedding elsewhere (an execution engine's, e.g. Spark's); default
+    ``embedder.encode``.
     """
     ids_arr = np.asarray(ids)
-    if ids_arr.ndim != 1 or (ids_arr.size and not np.issubdtype(ids_arr.dtype, np.integer)):
-        raise RecvecError(f"encode_cached: ids must be a 1-d integer array, got {ids_arr.dtype} {ids_arr.shape}")
-    ids_arr = ids_arr.astype(np.int64, copy=False)
+    if ids_arr.ndim != 1 or (ids_arr.size and not (np.issubdtype(ids_arr.dtype, np.integer)
+                                                   or ids_arr.dtype.kind == "U")):
+        raise RecvecError(f"encode_cached: ids must be a 1-d integer or string array, got {ids_arr.dtype} "
+                          f"{ids_arr.shape}")
+    if ids_arr.dtype.kind != "U":
+        ids_arr = ids_arr.astype(np.int64, copy=False)
     texts = list(texts)
     if len(texts) != ids_arr.shape[0]:
         raise RecvecError(f"encode_cached: {ids_arr.shape[0]} ids but {len(texts)} texts")
@@ -131,7 +138,8 @@ def encode_cached(
         if vectors is not None:
             return vectors
     vectors = np.ascontiguousarray(
-        embedder.encode(texts, batch_size=batch_size, progress=progress), dtype=np.float32
+        embedder.encode(texts, batch_size=batch_size, progress=progress) if encode is None else encode(texts),
+        dtype=np.float32,
     )
     meta = {**_identity(embedder), "n": len(texts), "dim": int(vectors.shape[1]) if vectors.ndim == 2 else None}
     try:

@@ -32,6 +32,7 @@ from recvec.engine.evaluate import (
     evaluate_scorer,
     scorer_from_vectors,
 )
+from recvec.engine.models import MODEL_KINDS
 from recvec.engine.models.als import ALSConfig, ALSModel, fit_als
 from recvec.engine.models.cache import encode_cached
 from recvec.engine.models.hybrid import (
@@ -41,11 +42,12 @@ from recvec.engine.models.hybrid import (
     check_weight,
     hybrid_item_vectors,
 )
+from recvec.engine.models.itemitem import TransitionConfig, ease_matrix, transition_matrix
 from recvec.engine.models.popularity import popularity_scores
 from recvec.engine.models.sequence import SequenceConfig, train_sequence_encoder
-from recvec.engine.models.text import E5_ALIASES, catalog_texts, get_embedder
+from recvec.engine.models.text import E5_ALIASES, get_embedder
 from recvec.engine.split import Split
-from recvec.engine.users import ALSFoldIn, ConstantEncoder, MeanEncoder, UserEncoder
+from recvec.engine.users import ALSFoldIn, ConstantEncoder, ItemIndicator, MeanEncoder, UserEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.engine.weighting import (
     NONE,
@@ -55,7 +57,6 @@ from recvec.engine.weighting import (
 )
 from recvec.errors import RecvecError, shown
 
-MODEL_KINDS = ("popular", "als", "als-time", "text", "hybrid", "sequence")
 #: Hybrid part pairs (first part gets the weight w, the second 1 − w).
 HYBRID_PARTS = (("als", "text"), ("als", "sequence"), ("sequence", "text"))
 
@@ -77,6 +78,8 @@ class ModelConfig:
     hybrid_weight: float = 0.5  # first part's share w of a hybrid's score w·first + (1−w)·second
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     hybrid_parts: tuple[str, str] = ("als", "text")  # which two models a hybrid combines
+    ease_lambda: float = 300.0  # EASE's L2 penalty (kind "ease")
+    transition: TransitionConfig = field(default_factory=TransitionConfig)  # kind "transition"
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -139,6 +142,11 @@ class ModelConfig:
             return f"hybrid({'+'.join(names[p] for p in self.hybrid_parts)},w={self.hybrid_weight:g})"
         if self.kind == "sequence":
             return f"sequence:{self.sequence.arch}"
+        if self.kind == "ease":
+            return f"ease(lambda={self.ease_lambda:g})"
+        if self.kind == "transition":
+            t = self.transition
+            return f"transition(lags={t.lags},last={t.last})"
         return self.kind
 
     # -- (de)serialisation ------------------------------------------------------------------------
@@ -158,6 +166,10 @@ class ModelConfig:
             d.update(encoder=self.encoder, pooling=self.pooling, content_weighting=self.content_weighting.to_dict())
         if "sequence" in uses:
             d["sequence"] = self.sequence.to_dict()
+        if self.kind == "ease":
+            d["ease_lambda"] = self.ease_lambda
+        if self.kind == "transition":
+            d["transition"] = self.transition.to_dict()
         return d
 
     def params(self) -> dict:
@@ -188,6 +200,10 @@ class ModelConfig:
                 kw["hybrid_weight"] = float(kw["hybrid_weight"])
             if "hybrid_parts" in kw:
                 kw["hybrid_parts"] = tuple(kw["hybrid_parts"])
+            if "transition" in kw:
+                kw["transition"] = TransitionConfig.from_dict(kw["transition"])
+            if "ease_lambda" in kw:
+                kw["ease_lambda"] = float(kw["ease_lambda"])
             return cls(**kw)
         except TypeError as e:
             raise RecvecError(f"{where}: {e}") from None
@@ -243,12 +259,15 @@ def als_fit_key(config: ModelConfig) -> tuple:
 
 
 def text_vectors(catalog: Catalog, config: ModelConfig, cache_dir: Path | None, progress: bool) -> np.ndarray:
-    """(len(catalog), dim) float32 L2-normalised text embeddings of the catalogue's movies (title and
-    genres), in ``catalog.ids`` order, read from / written to the embedding cache in ``cache_dir``
-    (None: the default cache directory). RecvecError if the encoder cannot be loaded."""
-
+    """(len(catalog), dim) float32 L2-normalised text embeddings of the catalogue's items (their text
+    parts joined by the encoder's separator: MovieLens's title and genres), in ``catalog.ids`` order,
+    read from / written to the embedding cache in ``cache_dir`` (None: the default cache directory).
+    RecvecError if the catalogue has no item text or the encoder cannot be loaded."""
+    if not any(any(parts) for parts in catalog.text_parts()):
+        raise RecvecError("the catalogue has no item text for a text encoder: give an item table with text "
+                          "(--items FILE --item-columns id=COL,title=COL,text=COL+COL)")
     embedder = get_embedder(config.encoder, config.pooling)
-    texts = catalog_texts(catalog.titles, catalog.genres, embedder.sep_token)
+    texts = catalog.texts(embedder.sep_token)
     return encode_cached(embedder, catalog.ids, texts, cache_dir, progress=progress)
 
 
@@ -266,6 +285,8 @@ def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: 
         return assemble_als(split, config, fit_als_part(split, config, progress))
     if config.kind == "sequence":
         return _fit_sequence(split, config, progress, threads)
+    if config.kind in ("ease", "transition"):
+        return assemble_itemitem(split, config)
     if config.kind == "text":
         return assemble_text(split, catalog, config, text_vectors(catalog, config, cache_dir, progress))
     uses = config.uses
@@ -274,6 +295,23 @@ def fit_model(split: Split, catalog: Catalog, config: ModelConfig, *, progress: 
         als=fit_als_part(split, config, progress) if "als" in uses else None,
         text=text_vectors(catalog, config, cache_dir, progress) if "text" in uses else None,
         sequence=train_sequence(split, config, progress, threads) if "sequence" in uses else None)
+
+
+def assemble_itemitem(split: Split, config: ModelConfig, *, matrix: np.ndarray | None = None) -> ItemModel:
+    """An ease/transition ItemModel: item vectors the columns of its item-item matrix (n dims), the
+    query the history as a weighted indicator (see ``engine.models.itemitem``). ``matrix``: that
+    matrix when already computed for this split (tuning reuses it across query settings)."""
+    n = len(split.items)
+    if config.kind == "ease":
+        m = ease_matrix(split.matrix, config.ease_lambda) if matrix is None else matrix
+        enc = ItemIndicator(n)
+    else:
+        t = config.transition
+        m = transition_matrix(split.histories(), n, t) if matrix is None else matrix
+        enc = ItemIndicator(n, t.last, t.recency_decay)
+    vectors = np.ascontiguousarray(m.T)
+    scorer = query_time_scorer(enc, vectors, split.histories(), None)
+    return ItemModel(config, split.items, vectors, False, enc, popularity_scores(split.matrix), scorer)
 
 
 def assemble_als(split: Split, config: ModelConfig, als: ALSModel) -> ItemModel:
@@ -287,7 +325,7 @@ def assemble_als(split: Split, config: ModelConfig, als: ALSModel) -> ItemModel:
 
 def _catalog_items(split: Split, catalog: Catalog) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
     """Catalogue vocabulary, train items' rows in it, and popularity over it (0 for unrated items)."""
-    items = Vocabulary(catalog.ids, kind="movie")
+    items = Vocabulary(catalog.ids, kind="item" if catalog.string_ids else "movie")
     train_rows = items.rows(split.items.ids)
     pop = np.zeros(len(items), np.float32)
     pop[train_rows] = popularity_scores(split.matrix)

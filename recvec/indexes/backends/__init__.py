@@ -1,5 +1,6 @@
 """Where item vectors are served from, behind one interface (``base.Backend`` builds, records and
-reopens a ``base.SearchBackend``): FAISS in process (the default) or a Milvus collection.
+reopens a ``base.SearchBackend``): FAISS in process (the default), a Milvus collection
+(Milvus Lite or a Milvus server / cluster) or a PostgreSQL + pgvector table.
 
 Adding a backend is one module implementing ``Backend`` and one line in ``_REGISTRY`` below; the
 artifact code, ``recvec build --backend NAME``, every ``recvec query`` and the benchmarks then use it.
@@ -17,6 +18,7 @@ from recvec.errors import RecvecError, shown
 _REGISTRY = {
     "faiss": "recvec.indexes.backends.faiss:FaissBackend",
     "milvus": "recvec.indexes.backends.milvus:MilvusBackend",
+    "pgvector": "recvec.indexes.backends.pgvector:PgVectorBackend",
 }
 NAMES = tuple(_REGISTRY)
 DEFAULT = "faiss"

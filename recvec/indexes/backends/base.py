@@ -114,6 +114,13 @@ class Backend(Protocol):
         """Remove what ``build`` created outside the artifact (a collection) after a failed save."""
         ...
 
+    def retire(self, entry: dict, keep: dict | None) -> str | None:
+        """After an artifact replaced one whose manifest ``backend`` entry is ``entry``: remove what that
+        entry points at (a collection recvec created), unless ``keep`` (the new artifact's entry, None
+        for a file index) names the same. Never raises for what it cannot remove; returns a line for
+        the user saying what was done (None: nothing)."""
+        ...
+
 
 # ------------------------------------------------------------------------ the shared argument checks
 

@@ -67,6 +67,8 @@ _BLOCKED_MIN_QUERIES = 20
 #: IndexFlatIP.search and the selector path on batch throughput.
 _BLOCK_ITEMS = 16_384
 _BLOCK_FLOATS = 1 << 24
+#: A FAISS call spreads its queries over the OpenMP team only from this many queries on.
+_TEAM_MIN_QUERIES = 8
 #: Queries per chunk in the batched exact path (bounds the over-fetch buffer: chunk x (k + excl)).
 _FLAT_CHUNK = 256
 #: Up to this many items the exclusion bitmap is built from a bool mask, beyond it by clearing bits
@@ -388,10 +390,26 @@ class ItemIndex:
                 rows[qi], scores[qi] = r[0], s_[0]
 
     def _search_selected(self, q, k, excl, rows, scores, ef, probe) -> None:
+        import faiss
+
         groups: dict[bytes, list[int]] = {}
         for qi, a in enumerate(excl):
             groups.setdefault(a.tobytes(), []).append(qi)
+        # Each distinct exclusion set is one FAISS call; FAISS spreads a call's queries over its
+        # OpenMP team, which for a handful of queries only adds a wake-up and a barrier per call
+        # (users' histories differ, so a batch of users is mostly calls of one query): such calls
+        # run on this thread alone (omp_set_num_threads is per calling thread).
+        omp_before = faiss.omp_get_max_threads()
+        try:
+            self._search_groups(q, k, excl, rows, scores, ef, probe, groups, omp_before)
+        finally:
+            faiss.omp_set_num_threads(omp_before)
+
+    def _search_groups(self, q, k, excl, rows, scores, ef, probe, groups, omp_team) -> None:
+        import faiss
+
         for members in groups.values():
+            faiss.omp_set_num_threads(omp_team if len(members) >= _TEAM_MIN_QUERIES else 1)
             idx = np.asarray(members, dtype=np.int64)
             ex = excl[members[0]]
             g_ef = hnsw_ef(ef, k, ex.size) if ef is not None else None
@@ -542,3 +560,7 @@ class FaissBackend:
 
     def discard(self, index: ItemIndex) -> None:
         """Nothing outside the artifact to remove."""
+
+    def retire(self, entry: dict, keep: dict | None) -> str | None:
+        """Nothing: a FAISS index is a file of the artifact it belongs to (never a manifest entry)."""
+        return None

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import re
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -16,6 +17,7 @@ import numpy as np
 from recvec.errors import RecvecError, shown
 from recvec.indexes.backends.base import check_k
 from recvec.indexes.backends.base import hnsw_ef as base_hnsw_ef
+from recvec.indexes.backends.served import masked, scrub, split_credentials
 from recvec.indexes.spec import IndexSpec
 
 ID_FIELD = "id"
@@ -67,14 +69,19 @@ def milvus_available() -> bool:
 # -- URIs, names, parameters (no pymilvus needed) -----------------------------------------------
 
 def resolve_uri(uri: str | os.PathLike[str]) -> tuple[str, str]:
-    """``(uri, mode)``: mode "lite" for a ``.db`` path (made absolute) or "server" for http(s)://."""
+    """``(uri, mode)``: mode "lite" for a ``.db`` path (made absolute) or "server" for http(s)://
+    (any ``user:password@`` taken out: see :func:`uri_token`)."""
     if not isinstance(uri, (str, os.PathLike)):
         raise RecvecError(f"Milvus URI must be a string, got {type(uri).__name__}")
     text = os.fspath(uri).strip()
     if _SERVER_URI.match(text):
-        return text.rstrip("/"), "server"
+        scheme, rest = text.split("://", 1)
+        host = rest.split("/", 1)[0]
+        if "@" in host:  # user:password@ travels as the token, never in the URI
+            rest = rest.replace(host, host.rsplit("@", 1)[1], 1)
+        return f"{scheme}://{rest}".rstrip("/"), "server"
     if "://" in text:
-        raise RecvecError(f"Milvus URI {shown(text)}: unsupported scheme; use a local FILE.db path (Milvus Lite) "
+        raise RecvecError(f"Milvus URI {shown(masked(text))}: unsupported scheme; use a local FILE.db path (Milvus Lite) "
                           "or http://HOST:19530 (Milvus server)")
     if not text.endswith(".db"):
         raise RecvecError(f"Milvus URI {shown(text)}: use a local path ending in .db (Milvus Lite) "
@@ -84,6 +91,20 @@ def resolve_uri(uri: str | os.PathLike[str]) -> tuple[str, str]:
     if not os.path.isdir(parent):
         raise RecvecError(f"Milvus Lite URI {shown(text)}: folder {parent} does not exist")
     return path, "lite"
+
+
+def uri_token(uri: str | os.PathLike[str]) -> str | None:
+    """The ``user:password`` a server URI carries (``http://user:password@host:19530``), else None."""
+    text = os.fspath(uri).strip() if isinstance(uri, (str, os.PathLike)) else ""
+    if not _SERVER_URI.match(text):
+        return None
+    _, user, password = split_credentials(text)
+    return None if user is None and not password else f"{user or ''}:{password or ''}"
+
+
+def default_insert_batch(d: int) -> int:
+    """Rows per insert call: about 8 MiB of vectors (Milvus caps a request at 64 MiB), at most 50,000."""
+    return int(max(1, min(50_000, (8 << 20) // (4 * max(1, int(d)) + 8))))
 
 
 def check_collection_name(name: str) -> str:
@@ -173,7 +194,8 @@ def _connect(uri: str, mode: str, token: str | None, timeout: float) -> Any:
         if mode == "lite":
             hint = ("; Milvus Lite lets one process at a time open a .db (is another process using it?)"
                     if os.path.exists(os.path.join(uri, "LOCK")) else "")
-        raise RecvecError(f"cannot connect to Milvus at {uri}: {_message(e)}{hint}") from e
+        raise RecvecError(scrub(f"cannot connect to Milvus at {masked(uri)}: {_message(e)}{hint}", token),
+                          params=("uri",)) from None
     finally:
         lite_log.setLevel(level)
 
@@ -184,6 +206,13 @@ def _check_k(k: Any, ntotal: int, excl: list[np.ndarray] | None) -> int:
     if k > MAX_TOP_K:
         raise RecvecError(f"k={k} is above Milvus's limit of {MAX_TOP_K} results per query")
     return k
+
+
+def overfetch_limit(k: int, n_excluded: int) -> int:
+    """Results an unfiltered HNSW search asks for so that k remain after dropping ``n_excluded``:
+    k + n_excluded rounded up to a power of two (few distinct limits: queries batch), within MAX_TOP_K."""
+    need = int(k) + int(n_excluded)
+    return int(min(MAX_TOP_K, 1 << max(0, need - 1).bit_length()))
 
 
 def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
@@ -204,3 +233,35 @@ def _index_build_params(info: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def retire_collection(uri: str, collection: str) -> str | None:
+    """Drop ``collection`` at ``uri`` if it exists and recvec created it (``MilvusBackend.retire``);
+    never raises: returns what was done (None: nothing there)."""
+    try:
+        uri, mode = resolve_uri(uri)
+        if mode == "lite" and not os.path.exists(uri):
+            return None
+        client = _connect(uri, mode, None, 30.0)
+    except RecvecError as e:
+        return f"previous collection {collection} left in place ({e})"
+    try:
+        with _milvus_errors(f"dropping the previous collection {shown(collection)} at {uri}"):
+            if not client.has_collection(collection):
+                return None
+            if not _written_by_recvec(client.describe_collection(collection)):
+                return f"previous collection {collection} left in place: recvec did not create it"
+            client.drop_collection(collection)
+    except RecvecError as e:
+        return f"previous collection {collection} left in place ({e})"
+    finally:
+        client.close()
+    return f"dropped the previous collection {collection}"
+
+
+def check_lite_location(uri: str, dest) -> None:
+    """Refuse a Milvus Lite database inside the artifact directory (publishing replaces that directory)."""
+    if "://" in str(uri) or str(dest).startswith("s3://"):
+        return
+    db, out = Path(uri).resolve(), Path(dest).resolve()
+    if db == out or out in db.parents:
+        raise RecvecError(f"the Milvus Lite database {db} is inside the artifact directory {out}, which is "
+                          "replaced on every build; put the .db file outside the artifact", params=("uri",))

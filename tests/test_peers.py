@@ -1,0 +1,96 @@
+"""The item-item peers (EASE, the transition model) against hand computations, served through an
+index like every model, and the held-out gap report and tie shuffle (recvec/engine/gaps.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recvec.engine.data import Ratings
+from recvec.engine.gaps import BUCKETS, by_gap, held_out_gaps, shuffle_ties
+from recvec.engine.models.fit import ModelConfig, evaluate_model, fit_model
+from recvec.engine.models.itemitem import TransitionConfig, ease_matrix, transition_matrix
+from recvec.engine.split import leave_last_out
+from recvec.errors import RecvecError
+
+
+def test_ease_is_the_closed_form():
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random((40, 12)) < 0.3).astype(np.float32))
+    b = ease_matrix(x, 5.0)
+    g = x.T.toarray() @ x.toarray() + 5.0 * np.eye(12)
+    p = np.linalg.inv(g)
+    want = np.eye(12) - p / np.diag(p)[None, :]
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_allclose(b, want, atol=1e-5)
+    assert np.all(np.diag(b) == 0)
+    with pytest.raises(RecvecError, match="EASE lambda must be a finite number > 0"):
+        ease_matrix(x, 0.0)
+
+
+def test_transition_counts_by_hand():
+    histories = [np.array([0, 1, 2, 3]), np.array([2, 0])]
+    t = transition_matrix(histories, 4, TransitionConfig(lags=2, lag_decay=0.5))
+    want = np.zeros((4, 4), np.float32)
+    for h in histories:
+        for lag, w in ((1, 1.0), (2, 0.5)):
+            for a, b in zip(h[:-lag], h[lag:]):
+                want[a, b] += w
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_array_equal(t, want)
+
+
+@pytest.mark.parametrize("kind", ["ease", "transition"])
+def test_peers_serve_through_an_index_with_their_exact_scores(synthetic_dir, kind):
+    from recvec.engine.data import load_dataset
+    from recvec.engine.evaluate import evaluate_served
+    from recvec.indexes.build import recommender_for
+    from recvec.indexes.spec import IndexSpec
+
+    ds = load_dataset(str(synthetic_dir))
+    split = leave_last_out(ds.ratings)
+    model = fit_model(split, ds.catalog, ModelConfig(kind))
+    assert model.item_vectors.shape == (len(split.items), len(split.items))
+    ev = evaluate_model(model, split)
+    served = evaluate_served(recommender_for(model, IndexSpec.parse("flat")), split, k=10)
+    assert ev.users == served.users and abs(ev.recall - served.recall) <= 2 / ev.users  # ties may order apart
+    rec = recommender_for(model, IndexSpec.parse("flat"))
+    hist = split.items.id_of(split.histories()[0])
+    got = rec.recommend(hist, 5)
+    q = model.user_encoder.encode([split.histories()[0]])
+    scores = (q @ model.item_vectors.T)[0]
+    scores[split.histories()[0]] = -np.inf
+    np.testing.assert_allclose(np.sort(got.scores)[::-1], np.sort(scores)[::-1][:5], rtol=1e-5, atol=1e-5)
+
+
+def _ratings(rows) -> Ratings:
+    u, i, r, t = (np.array(c) for c in zip(*rows))
+    return Ratings(u.astype(np.int64), i.astype(np.int64), r.astype(np.float32), t.astype(np.int64))
+
+
+def test_held_out_gaps_and_buckets_by_hand():
+    rows = [(1, 11, 5, 100), (1, 12, 5, 100), (1, 10, 5, 100),        # held out 10 in the same second
+            (2, 10, 5, 0), (2, 12, 5, 600), (2, 11, 5, 1200),          # 11, 10 minutes later
+            (3, 11, 5, 0), (3, 10, 5, 1000), (3, 12, 5, 1000 + 2 * 86400)]  # 12, two days later
+    split = leave_last_out(_ratings(rows))
+    np.testing.assert_array_equal(held_out_gaps(split), [0, 600, 2 * 86400])
+    rows_out = by_gap(np.array([0, -1, 3]), split, k=10)
+    assert [(r.bucket, r.users, r.recall) for r in rows_out] == [
+        (BUCKETS[0][0], 1, 1.0), (BUCKETS[1][0], 1, 0.0), (BUCKETS[3][0], 1, 1.0)]
+    with pytest.raises(ValueError, match="ranks of another split"):
+        by_gap(np.array([0]), split)
+
+
+def test_shuffle_ties_moves_rows_within_their_ties_only():
+    rows = [(1, 10, 5, 100), (1, 11, 5, 100), (1, 12, 5, 100), (1, 13, 5, 50), (2, 10, 5, 7), (2, 11, 5, 8)]
+    r = _ratings(rows)
+    seen = set()
+    for seed in range(20):
+        s = shuffle_ties(r, seed)
+        assert sorted(zip(s.users, s.items, s.timestamps)) == sorted(zip(r.users, r.items, r.timestamps))
+        assert list(s.items[3:]) == [13, 10, 11]  # no tie: left where it was
+        assert all(t == 100 for t in s.timestamps[:3])
+        seen.add(tuple(s.items[:3]))
+    assert len(seen) > 1  # ties do get reordered
+    np.testing.assert_array_equal(shuffle_ties(r, 3).items, shuffle_ties(r, 3).items)  # seeded
