@@ -94,3 +94,79 @@ def test_shuffle_ties_moves_rows_within_their_ties_only():
         seen.add(tuple(s.items[:3]))
     assert len(seen) > 1  # ties do get reordered
     np.testing.assert_array_equal(shuffle_ties(r, 3).items, shuffle_ties(r, 3).items)  # seeded
+
+
+def test_eval_reports_by_gap_and_runs_on_shuffled_ties(synthetic_dir):
+    """eval --json carries Recall/NDCG per gap bucket (users add up, the headline is their weighted
+    mean); --by-gap prints them; --shuffle-ties evaluates a seeded copy and says so."""
+    import json
+
+    from click.testing import CliRunner
+
+    from recvec.cli import main
+
+    def run(*args):
+        res = CliRunner().invoke(main, ["eval", "--data", str(synthetic_dir), "--model", "popular", *args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    out = json.loads(run("--json"))
+    gaps = out["by_gap"]
+    assert sum(g["users"] for g in gaps) == out["users"] and abs(sum(g["share"] for g in gaps) - 1) < 1e-9
+    assert abs(sum(g["recall"] * g["users"] for g in gaps) / out["users"] - out["recall"]) < 1e-9
+    assert {g["bucket"] for g in gaps} <= {b for b, _ in BUCKETS} and "ties" not in out
+    shuffled = json.loads(run("--json", "--shuffle-ties", "--seed", "3"))
+    assert shuffled["ties"] == "shuffled within (user, timestamp), seed 3" and shuffled["users"] == out["users"]
+    assert "by the time from the last train positive" in run("--by-gap")
+
+
+def test_a_preset_chosen_on_other_data_says_so(synthetic_dir, tmp_path):
+    """Packaged presets record the data they were chosen on (ML-1M's fingerprint); on other data eval
+    and build say so on stderr, and a tune result run on its own data says nothing."""
+    import json
+
+    from click.testing import CliRunner
+
+    from recvec.cli import main
+    from recvec.engine.data import load_dataset
+    from recvec.indexes.presets import load_preset
+
+    best = load_preset("best")
+    assert best.chosen_on["data"] == "ML-1M" and len(best.chosen_on["fingerprint"]) == 64
+    res = CliRunner().invoke(main, ["eval", "--data", str(synthetic_dir), "--preset", "tuned-als", "--json"])
+    assert res.exit_code == 0 and "preset 'tuned-als' was chosen on ML-1M's validation split" in res.stderr
+    own = tmp_path / "tuned.json"
+    fp = load_dataset(str(synthetic_dir)).fingerprint
+    own.write_text(json.dumps({"chosen": {"model": "als", "config": load_preset("tuned-als").model.to_dict()},
+                               "data": str(synthetic_dir), "data_fingerprint": fp}))
+    p = load_preset(str(own))
+    assert p.chosen_on["fingerprint"] == fp and p.note_for(fp) is None and p.note_for("0" * 64)
+
+
+def test_time_budget_and_the_auto_preset(synthetic_dir, tmp_path):
+    """A spent time budget skips the long stages and says so; --preset auto chooses on the data's own
+    validation split (never its test split) among ALS, EASE and transition, and eval/build use it."""
+    from click.testing import CliRunner
+
+    from recvec.cli import main
+    from recvec.engine.data import load_dataset
+    from recvec.engine.tune import TuneSettings, auto_select, select, validation_split
+
+    ds = load_dataset(str(synthetic_dir))
+    split = leave_last_out(ds.ratings)
+    events = []
+    chosen, trials = select(validation_split(split), ds.catalog, TuneSettings(minutes=1e-6, hybrid=True, sequence=True),
+                            report=lambda e, info: events.append((e, info.get("stage"))))
+    assert {("skipped", "als"), ("skipped", "hybrid"), ("skipped", "sequence")} <= set(events)
+    assert {t.stage for t in trials} >= {"als+query-weighting", "ease", "transition"}
+    assert chosen.key() == max(t.key() for t in trials)
+    auto = auto_select(split, ds.catalog, 1e-6)
+    assert auto.config.to_dict() == chosen.config.to_dict()
+    res = CliRunner().invoke(main, ["eval", "--data", str(synthetic_dir), "--preset", "auto", "--budget-minutes",
+                                    "0.05", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "--preset auto chose" in res.stderr and "was chosen on" not in res.stderr
+    res = CliRunner().invoke(main, ["build", "--data", str(synthetic_dir), "--preset", "auto", "--budget-minutes",
+                                    "0.05", "--out", str(tmp_path / "auto"), "--quiet", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "auto" / "manifest.json").is_file()

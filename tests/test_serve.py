@@ -172,6 +172,16 @@ def test_recommend_post_and_get_equal_the_library(server, loaded, histories):
         assert g.json() == r.json()
 
 
+def test_lone_requests_inline_or_on_the_pool_answer_alike(live, loaded, histories, tmp_path):
+    """--no-inline (every search on a search thread) answers as the default (a lone request inline)."""
+    s = Served(live, tmp_path / "no-inline.log", "--no-inline")
+    try:
+        assert all(s.http.post("/recommend", json={"items": h, "k": 5}).json() == _expected(loaded["a"], h, 5)
+                   for h in histories[:8])
+    finally:
+        assert s.stop() == 0, s.text()[-2000:]
+
+
 def test_batch_equals_single_answers(server, loaded, histories):
     hs = histories[:4]
     got = server.http.post("/recommend", json={"histories": hs, "k": 5}).json()

@@ -61,8 +61,8 @@ START_TIMEOUT_S = 120.0
 class ServeBenchConfig:
     """``clients`` concurrency levels; ``requests`` per client; ``users`` distinct histories;
     ``reloads`` during the reload run of ``reload_clients`` clients; ``workers`` / ``server_threads``
-    of the server (0: its default); ``index`` the artifact's index spec; ALS ``factors`` of artifact
-    a (b has half as many, another seed)."""
+    of the server (0: its default); ``inline`` its ``--inline/--no-inline``; ``index`` the artifact's
+    index spec; ALS ``factors`` of artifact a (b has half as many, another seed)."""
 
     clients: tuple[int, ...] = (1, 8, 32)
     requests: int = 1000
@@ -72,6 +72,7 @@ class ServeBenchConfig:
     reload_clients: int = 32
     workers: int = 1
     server_threads: int = 0
+    inline: bool = True
     index: str = "flat"
     factors: int = 64
     seed: int = 0
@@ -183,9 +184,9 @@ def _floor(loaded, histories: list, order: np.ndarray, k: int, warmup: int) -> d
 class Server:
     """``python -m recvec serve`` on 127.0.0.1 (port 0: a free one), its log in ``log_path``."""
 
-    def __init__(self, index: Path, log_path: Path, *, workers: int, threads: int):
+    def __init__(self, index: Path, log_path: Path, *, workers: int, threads: int, inline: bool = True):
         cmd = [sys.executable, "-m", "recvec", "serve", "--index", str(index), "--host", "127.0.0.1", "--port", "0",
-               "--workers", str(workers), "--log-level", "warning"]
+               "--workers", str(workers), "--log-level", "warning", "--inline" if inline else "--no-inline"]
         if threads:
             cmd += ["--threads", str(threads)]
         self.log_path = log_path
@@ -403,7 +404,7 @@ def _run(cfg: ServeBenchConfig, data: str, out: Path, force: bool, progress: boo
     if live.exists():
         shutil.rmtree(live)
     _publish(live, loaded["a"])
-    server = Server(live, out / "serve.log", workers=cfg.workers, threads=cfg.server_threads)
+    server = Server(live, out / "serve.log", workers=cfg.workers, threads=cfg.server_threads, inline=cfg.inline)
     runs, reload_info = [], {}
     try:
         _, _, info = server.request("GET", "/info")

@@ -348,6 +348,8 @@ def bench_evaltime_cmd(data, k, repeats, as_json):
 @click.option("--workers", type=count(1, 64), default=1, show_default=True, help="Server worker processes.")
 @click.option("--server-threads", type=count(0, 1024), default=0, show_default=True,
               help="Server search threads per worker (0: its default, the cores available).")
+@click.option("--inline/--no-inline", default=True, show_default=True,
+              help="The server's --inline/--no-inline (a lone request answered on the event loop's thread).")
 @click.option("--index", "index_spec", default="flat", show_default=True, help="Index spec of the ALS artifacts.")
 @click.option("--factors", type=count(2, 4096), default=64, show_default=True,
               help="ALS factors of the served artifact (the reload partner has half).")
@@ -361,7 +363,7 @@ def bench_evaltime_cmd(data, k, repeats, as_json):
 @click.option("--report-only", is_flag=True, help="Run nothing: rebuild the report from the stored results.")
 @threads_option
 def bench_serve_cmd(data, clients_text, requests, users, k, reloads, reload_clients, workers, server_threads,
-                    index_spec, factors, seed, out, force, as_json, quick, quiet, report_only):
+                    inline, index_spec, factors, seed, out, force, as_json, quick, quiet, report_only):
     """`recvec serve` on 127.0.0.1 under 1/8/32 concurrent clients (QPS, p50/p99 end to end) against the
     in-process Recommender call measured in the same run, then during reloads that alternate two
     artifacts (every answer checked)."""
@@ -376,7 +378,8 @@ def bench_serve_cmd(data, clients_text, requests, users, k, reloads, reload_clie
     given = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
     cfg = ServeBenchConfig(clients=parse_ints(clients_text, "--clients"), requests=requests, users=users, k=k,
                            reloads=reloads, reload_clients=reload_clients, workers=workers,
-                           server_threads=server_threads, index=index_spec, factors=factors, seed=seed)
+                           server_threads=server_threads, inline=inline, index=index_spec, factors=factors,
+                           seed=seed)
     if quick:
         flags = {"clients": "clients_text"}
         cfg = replace(cfg, **{kk: v for kk, v in QUICK.items() if not given(flags.get(kk, kk))})
@@ -396,6 +399,34 @@ def bench_serve_cmd(data, clients_text, requests, users, k, reloads, reload_clie
         click.echo(f"[{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['measured']}")
     md = [f for f in result["files"] if f.endswith(".md")]
     click.echo(f"wrote {len(result['files'])} files; report: {md[0] if md else '-'}")
+
+
+@bench_group.command("cold")
+@click.option("--data", default="synthetic", show_default=True, help="A dataset with item text (MovieLens, a table "
+                                                                    "with --items, a .toml spec).")
+@click.option("--share", type=FiniteFloat(min=0.001, max=0.5), default=0.1, show_default=True,
+              help="Share of the train items made cold (every train row of theirs removed).")
+@click.option("--encoder", default="minilm", show_default=True, help="Text encoder of the item texts.")
+@click.option("--pooling", type=click.Choice(["cls", "mean", "st"]), default=None, help="Text pooling.")
+@click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which items go cold; the ALS seed.")
+@click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Ratings >= threshold are positives.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def bench_cold_cmd(data, share, encoder, pooling, k, seed, threshold, as_json, quiet):
+    """Recall@K of held-out items nobody rated in train: text mapped into the ALS space (ridge), text
+    alone, ALS alone and popularity, ranked among all items and among the cold ones."""
+    from recvec.benchmarks.cold import bench_cold
+
+    r = bench_cold(data, share=share, encoder=encoder, pooling=pooling, k=k, seed=seed, threshold=threshold,
+                   progress=show_progress(quiet))
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"{r['data']}: {r['cold_items']:,} cold items of {r['cold_items'] + r['warm_items']:,}; "
+               f"{r['users']:,} test users whose held-out item is cold; ridge lambda {r['ridge_lambda']:g}")
+    emit_table(r["rows"], [("method", "method", ""), ("among", "ranked among", ""),
+                           ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f")])
 
 
 @bench_group.command("read")

@@ -8,8 +8,10 @@ import time
 import click
 
 from recvec.cli.common import (
+    AUTO,
     MODEL_CHOICES,
     FiniteFloat,
+    auto_preset,
     data_options,
     dataset_arg,
     engine_options,
@@ -17,6 +19,7 @@ from recvec.cli.common import (
     model_config,
     model_options,
     preset_config,
+    preset_note,
     preset_option,
     show_progress,
 )
@@ -61,7 +64,8 @@ from recvec.indexes.backends import NAMES as BACKEND_NAMES
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @engine_options
 def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, regularization, iterations, alpha,
-              seed, preset, index_spec, backend, milvus_uri, collection, vectors, vector_columns_text, normalise,
+              seed, preset, budget_minutes, index_spec, backend, milvus_uri, collection, vectors, vector_columns_text,
+              normalise,
               half_life, out, as_json, quiet, table_flags, engine):
     """Fit a model on the train split and write an index artifact (local or S3): a FAISS index, or
     with --backend milvus / pgvector a Milvus collection / PostgreSQL table the artifact points at."""
@@ -81,7 +85,11 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     if vector_columns_text is not None or normalise or half_life:
         raise click.UsageError("--vector-columns, --normalise and --half-life apply to --vectors FILE")
     data = dataset_arg(data, *table_flags, endpoint_url)
-    if preset:
+    if preset == AUTO:
+        if engine.name != "local":
+            raise click.UsageError("--preset auto runs on --engine local")
+        cfg = chosen = None  # chosen on this data's validation split, after the split
+    elif preset:
         from click.core import ParameterSource
 
         cfg, chosen = preset_config(preset, seed)
@@ -94,9 +102,14 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     options = backends.get(backend).check(spec, options, out)  # before the fit
     progress = show_progress(quiet)
     with open_engine(engine) as eng:
-        eng.check(cfg)
+        if cfg is not None:
+            eng.check(cfg)
         prep = eng.split(data, threshold=threshold, endpoint_url=endpoint_url, progress=progress)
         ds = prep.dataset
+        if preset == AUTO:
+            cfg, chosen = auto_preset(prep, eng, seed, budget_minutes, progress)
+        elif preset:
+            preset_note(chosen, ds)
         t0 = time.perf_counter()
         fitted = eng.fit(prep, cfg, progress=progress)
         fit_s = time.perf_counter() - t0

@@ -4,6 +4,7 @@ tables and result printing. Library errors (RecvecError, OSError) become 'Error:
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -284,12 +285,35 @@ MODEL_CHOICES = MODEL_KINDS
 MODEL_FLAGS = ("encoder", "pooling", "factors", "regularization", "iterations", "alpha")
 
 
+#: ``--preset auto``: chosen on the data's own validation split, within ``--budget-minutes``.
+AUTO = "auto"
+
+
 def preset_option(f):
-    """Click decorator adding --preset (a packaged preset name, or a preset / ``recvec tune --out``
-    JSON file)."""
+    """Click decorator adding --preset (a packaged preset name, ``auto``, or a preset / ``recvec tune
+    --out`` JSON file) and --budget-minutes (what ``auto`` may spend)."""
+    f = click.option("--budget-minutes", type=FiniteFloat(min=0.05, max=1e6), default=5.0, show_default=True,
+                     help="--preset auto: minutes of selection on this data's validation split.")(f)
     return click.option("--preset", default=None,
-                        help="A named configuration (see `recvec presets`: model, weighting, hybrid weight, index) "
-                             "or a preset / `recvec tune --out` JSON file; replaces --model and the model flags.")(f)
+                        help="A named configuration (see `recvec presets`: model, weighting, hybrid weight, index), "
+                             "'auto' (chosen on this data's own validation split among ALS, recency-ALS, "
+                             "time-decayed ALS, EASE and the transition model, within --budget-minutes), or a "
+                             "preset / `recvec tune --out` JSON file; replaces --model and the model flags.")(f)
+
+
+def auto_preset(prep, eng, seed: int, minutes: float, progress: bool):
+    """``(config, Preset)`` for ``--preset auto`` on the split ``prep`` of engine ``eng`` (local): the
+    choice of :func:`recvec.engine.tune.auto_select`, said on stderr."""
+    from recvec.engine.tune import auto_select
+    from recvec.indexes.presets import Preset
+
+    ds = prep.dataset
+    t0 = time.perf_counter()
+    chosen = auto_select(eng.local_split(prep), ds.catalog, minutes, seed=seed, progress=progress)
+    click.echo(f"note: --preset auto chose {chosen.config.name} on this data's validation split (Recall@10 "
+               f"{chosen.recall:.4f}; {time.perf_counter() - t0:.0f} s of a {minutes:g}-minute budget)", err=True)
+    return chosen.config, Preset(name=AUTO, model=chosen.config, description="chosen by --preset auto",
+                                 chosen_on={"data": ds.source, "fingerprint": ds.fingerprint})
 
 
 def preset_config(preset: str, seed: int):
@@ -311,6 +335,13 @@ def preset_config(preset: str, seed: int):
     if ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE:
         cfg = replace(cfg, als=replace(cfg.als, seed=seed), sequence=replace(cfg.sequence, seed=seed))
     return cfg, p
+
+
+def preset_note(p, ds) -> None:
+    """Say on stderr when preset ``p`` was chosen on other data than ``ds`` (a Dataset)."""
+    note = p.note_for(ds.fingerprint)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 def index_option(f):

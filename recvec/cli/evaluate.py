@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import click
 
 from recvec.cli.common import (
+    AUTO,
     MODEL_CHOICES,
+    auto_preset,
     count,
     data_options,
     emit_table,
@@ -16,6 +19,7 @@ from recvec.cli.common import (
     model_config,
     model_options,
     preset_config,
+    preset_note,
     preset_option,
     show_progress,
 )
@@ -31,21 +35,37 @@ from recvec.cli.common import (
               help="Also evaluate through a FAISS index of this kind (e.g. flat, hnsw32): the serving path, "
                    "query-time user vectors searched with the history excluded.")
 @click.option("-k", "k", type=count(), default=10, show_default=True, help="Cut-off K for Recall@K and NDCG@K.")
+@click.option("--by-gap", is_flag=True,
+              help="Also print Recall/NDCG by the time from each user's last train positive to the held-out one "
+                   "(same second, < 1 hour, < 1 day, > 1 day); --json always has them under by_gap.")
+@click.option("--shuffle-ties", is_flag=True,
+              help="Shuffle the order of each user's ratings that share a timestamp (seeded by --seed) before "
+                   "the split, so no figure rests on the file's order within a second.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; a list for several models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @engine_options
 def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-             seed, preset, served_index, k, as_json, quiet, engine):
+             seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet, engine):
     """Fit models on the leave-last-positive-out split and report Recall@K / NDCG@K."""
     from recvec.engine.engines import open_engine
 
+    if shuffle_ties and engine.name != "local":
+        raise click.UsageError("--shuffle-ties runs on --engine local")
+    if preset == AUTO and engine.name != "local":
+        raise click.UsageError("--preset auto runs on --engine local")
+    if shuffle_ties:
+        from recvec.engine.data import load_dataset
+        from recvec.engine.gaps import shuffle_ties as shuffled
+
+        ds = load_dataset(data, endpoint_url=endpoint_url, progress=show_progress(quiet))
+        data = dataclasses.replace(ds, ratings=shuffled(ds.ratings, seed))  # the same rows: the same fingerprint
     with open_engine(engine) as eng:
         _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations,
-              alpha, seed, preset, served_index, k, as_json, quiet)
+              alpha, seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet)
 
 
 def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-          seed, preset, served_index, k, as_json, quiet):
+          seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet):
     progress = show_progress(quiet)
     if eng.name != "local":  # what the engine cannot fit is said before any work
         for cfg in ([preset_config(preset, seed)[0]] if preset else
@@ -61,8 +81,15 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
 
         serve_spec = IndexSpec.parse(served_index)
     rows = []
-    configs = ([preset_config(preset, seed)[0]] if preset else
-               [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed) for kind in models])
+    if preset == AUTO:
+        configs = [auto_preset(prep, eng, seed, budget_minutes, progress)[0]]
+    elif preset:
+        cfg, chosen = preset_config(preset, seed)
+        preset_note(chosen, ds)
+        configs = [cfg]
+    else:
+        configs = [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed)
+                   for kind in models]
     for cfg in configs:
         t0 = time.perf_counter()
         model = eng.fit(prep, cfg, progress=progress)
@@ -70,7 +97,12 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
         ev = eng.evaluate(prep, model, k=k, progress=progress)
         rows.append({**ev.to_dict(extra_k=(20,) if k != 20 else ()), "fit_s": fit_s, "data": ds.source,
                      "format": ds.format, **on,
-                     **({"preset": preset} if preset else {})})
+                     **({"preset": preset} if preset else {}),
+                     **({"ties": f"shuffled within (user, timestamp), seed {seed}"} if shuffle_ties else {})})
+        if eng.name == "local":
+            from recvec.engine.gaps import by_gap as gap_rows
+
+            rows[-1]["by_gap"] = [g.to_dict() for g in gap_rows(ev.ranks, eng.local_split(prep), k=k)]
         if serve_spec is not None:
             from recvec.engine.evaluate import evaluate_served
             from recvec.indexes.build import recommender_for
@@ -83,9 +115,14 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
+    gaps = [{"model": r["model"], **g} for r in rows for g in r.get("by_gap", [])] if by_gap else []
     where = "" if not on else f"; engine spark ({on['engine']['master']})"
     click.echo(f"data: {ds.source} ({ds.format}); train {prep.train_rows:,} rows, test {prep.test_rows:,} rows{where}")
     rows = [x for r in rows for x in ([r, {**r["served"], "fit_s": None}] if "served" in r else [r])]
     emit_table(rows, [("model", "model", ""), ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f"),
                       *([("recall@20", "Recall@20", ".4f")] if k != 20 else []),
                       ("users", "users", ","), ("fit_s", "fit s", ".2f"), ("seconds", "eval s", ".3f")])
+    if gaps:
+        click.echo(f"\nby the time from the last train positive to the held-out one (Recall@{k} / NDCG@{k}):")
+        emit_table(gaps, [("model", "model", ""), ("bucket", "gap", ""), ("users", "users", ","),
+                          ("share", "share", ".1%"), ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f")])

@@ -38,11 +38,14 @@ _LIMITS = {"max_k": 1000, "max_history": 10_000, "max_batch": 256, "max_body_byt
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
+@click.option("--inline/--no-inline", "inline_single", default=True, show_default=True,
+              help="Answer a lone single-history request on the event loop's thread (no hand-off to a search "
+                   "thread); concurrent requests always go to the search threads.")
 @click.option("--admin-token", envvar="RECVEC_ADMIN_TOKEN", show_envvar=True, default=None,
               help="Require 'Authorization: Bearer TOKEN' on POST /admin/reload (set it in the environment: a flag "
                    "is visible to other users in ps).")
 def serve_cmd(index_path, endpoint_url, host, port, workers, threads, watch_s, max_k, max_history, max_batch,
-              max_body_bytes, shutdown_timeout, access_log, log_level, admin_token):
+              max_body_bytes, shutdown_timeout, access_log, log_level, inline_single, admin_token):
     """Serve recommendations over HTTP from an index artifact.
 
     POST/GET /recommend, GET /similar/{item_id}, POST /search (text indexes), GET /healthz, /readyz,
@@ -54,7 +57,7 @@ def serve_cmd(index_path, endpoint_url, host, port, workers, threads, watch_s, m
 
     config = ServeConfig(index=index_path, endpoint_url=endpoint_url, host=host, port=port, workers=workers,
                          threads=threads, watch_s=watch_s, shutdown_timeout_s=shutdown_timeout, access_log=access_log,
-                         log_level=log_level,
+                         log_level=log_level, inline_single=inline_single,
                          limits=Limits(max_k=max_k, max_history=max_history, max_batch=max_batch,
                                        max_body_bytes=max_body_bytes))
     if admin_token:

@@ -9,7 +9,7 @@ import time
 import click
 
 from recvec.checks import MAX_ITERATIONS
-from recvec.cli.common import SEED, count, data_options, emit_table, show_progress
+from recvec.cli.common import SEED, FiniteFloat, count, data_options, emit_table, show_progress
 
 
 @click.command("tune")
@@ -34,6 +34,9 @@ from recvec.cli.common import SEED, count, data_options, emit_table, show_progre
 @click.option("--target", type=click.Choice(["all", "later"]), default="all", show_default=True,
               help="Select for every validation user, or for 'later' interest: users whose held-out item came "
                    "more than a day after their last train item (not the same sitting).")
+@click.option("--budget-minutes", type=FiniteFloat(min=0, max=1e6), default=0, show_default=True,
+              help="Wall-clock budget of the selection (0: none): stages that would start after it are skipped "
+                   "and said; the choice is the best of what ran.")
 @click.option("--out", default=None,
               help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
                    "as --preset FILE). Default: results/tune/DATASET.json. A file there that is not a recvec "
@@ -41,8 +44,7 @@ from recvec.cli.common import SEED, count, data_options, emit_table, show_progre
 @click.option("--json", "as_json", is_flag=True, help="Print the saved JSON instead of a summary.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, sequence_epochs, k, peers,
-             target, out,
-             as_json, quiet):
+             target, budget_minutes, out, as_json, quiet):
     """Select hyperparameters on a validation split, then report test once.
 
     Validation: each user's second-to-last positive is held out from train; the test split (each
@@ -58,7 +60,8 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
 
     seq = SequenceConfig() if sequence_epochs is None else replace(SequenceConfig(), epochs=sequence_epochs)
     settings = TuneSettings(budget=budget, seed=seed, k=k, hybrid=hybrid, encoder=encoder, pooling=pooling,
-                            sequence=sequence, sequence_config=seq, peers=peers, target=target)
+                            sequence=sequence, sequence_config=seq, peers=peers, target=target,
+                            minutes=budget_minutes)
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     out = _tune_out(out, ds.source)  # checked before the long run
@@ -75,6 +78,8 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
         elif event == "trial":
             click.echo(f"[{t:6.0f}s] #{info['n']:<3} {info['stage']:<22} val R@{k} {info['val_recall']:.4f} "
                        f"NDCG@{k} {info['val_ndcg']:.4f}  {info['model']}", err=True)
+        elif event == "skipped":
+            click.echo(f"[{t:6.0f}s] skipped {info['stage']}: {info['why']}", err=True)
         elif event == "selected":
             click.echo(f"[{t:6.0f}s] selected on validation: {info['model']} (val R@{k} {info['val_recall']:.4f}); "
                        "refitting on the full train split for the one test evaluation", err=True)
@@ -94,8 +99,6 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
                f"{test.get('ndcg', float('nan')):.4f}  Recall@20 {test.get('recall@20', float('nan')):.4f}  "
                f"users {test.get('users', 0):,}")
     click.echo(f"saved {out} (use it with --preset {out})")
-
-
 
 
 @click.command("presets")

@@ -24,11 +24,10 @@ BUCKETS = (("same second", 1), ("< 1 hour", 3600), ("< 1 day", 86400), ("> 1 day
 def held_out_gaps(split: Split) -> np.ndarray:
     """(evaluable users,) int64 seconds from each evaluable user's last train positive to the held-out
     one, in ``split.evaluable()`` order (the order of an Evaluation's ranks)."""
-    u = split.users.rows(split.test.users, missing="mask")
-    i = split.items.rows(split.test.items, missing="mask")
-    ok = (u >= 0) & (i >= 0)
+    ok = split.evaluable_mask()
+    users, _ = split.evaluable()
     last_train = np.array([t[-1] if len(t) else 0 for t in split.history_times()], dtype=np.int64)
-    return split.test.timestamps[ok].astype(np.int64) - last_train[u[ok]]
+    return split.test.timestamps[ok].astype(np.int64) - last_train[users]
 
 
 def bucket_of(gaps: np.ndarray) -> np.ndarray:
@@ -41,13 +40,17 @@ def bucket_of(gaps: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GapRow:
-    """Recall@k / NDCG@k over the users of one gap bucket."""
+    """Recall@k / NDCG@k over the users of one gap bucket (``share``: of the evaluable users)."""
 
     bucket: str
     users: int
     share: float
     recall: float
     ndcg: float
+
+    def to_dict(self) -> dict:
+        return {"bucket": self.bucket, "users": self.users, "share": self.share, "recall": self.recall,
+                "ndcg": self.ndcg}
 
 
 def by_gap(ranks: np.ndarray, split: Split, k: int = 10) -> list[GapRow]:

@@ -130,6 +130,12 @@ class Split:
         bounds = np.flatnonzero(np.diff(self.train_user_rows)) + 1
         return np.split(self.train.timestamps, bounds)
 
+    def evaluable_mask(self) -> np.ndarray:
+        """(test rows,) bool: the test rows whose user and item are known to train (``evaluable``'s)."""
+        u = self._ukeys.rows(self.test.users, missing="mask")
+        i = self._ikeys.rows(self.test.items, missing="mask")
+        return (u >= 0) & (i >= 0)
+
     def evaluable(self, items: Vocabulary | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(user rows, held-out item rows) of test rows whose user and item are known to train.
 

@@ -13,7 +13,11 @@ Protocol (:func:`tune`):
      (fold-in is cheap, fits are not, so every fit is reused);
    - optionally the hybrid weight and the content mean's recency weighting on top of the best ALS
      (text vectors encoded once), and the sequence encoder (epochs chosen per epoch on ``val``).
-   Candidates are compared by validation Recall@K (ties: NDCG@K).
+   - the item-item peers (EASE's lambda, the transition model's window and query weights), right
+     after the lab's ALS: they take seconds.
+   Candidates are compared by validation Recall@K (ties: NDCG@K). With a time budget
+   (``minutes``) a stage that would start after it is skipped (and reported), so the choice is
+   the best of what ran.
 3. The chosen configuration is refitted on the full train split and evaluated on test once.
 
 Every candidate is evaluated through the same ``assemble_*`` functions as :func:`fit_model`, so
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from recvec.checks import check_float
 from recvec.engine.data import Catalog
 from recvec.engine.evaluate import Evaluation
 from recvec.engine.gaps import BUCKETS, bucket_of, held_out_gaps
@@ -102,8 +107,10 @@ class TuneSettings:
     space: SearchSpace = field(default_factory=SearchSpace)
     peers: bool = True  # also the item-item peers: EASE and the transition model
     target: str = "all"  # whom candidates are compared on: "all" validation users, or "later" ones (> 1 day gap)
+    minutes: float = 0.0  # wall-clock budget of the selection (0: none); stages that would start after it are skipped
 
     def __post_init__(self):
+        check_float("minutes (the time budget)", self.minutes, 0.0, 1e6)
         if self.target not in TARGETS:
             raise RecvecError(f"target must be one of {', '.join(TARGETS)}, got {shown(self.target)}",
                               params=("target",))
@@ -171,7 +178,7 @@ class TuneResult:
                          "pooling": self.settings.pooling, "sequence": self.settings.sequence,
                          "sequence_config": self.settings.sequence_config.to_dict(),
                          "peers": self.settings.peers, "target": self.settings.target,
-                         "space": dataclasses.asdict(self.settings.space)},
+                         "minutes": self.settings.minutes, "space": dataclasses.asdict(self.settings.space)},
             "validation": self.validation,
             "chosen": {"model": self.chosen.config.name, "config": self.chosen.config.to_dict(),
                        "val_recall": self.chosen.recall, "val_ndcg": self.chosen.ndcg,
@@ -280,6 +287,18 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
     s, space = settings, settings.space
     rng = np.random.default_rng(s.seed)
     search = _Search(val, catalog, s, report, progress)
+    deadline = time.perf_counter() + s.minutes * 60 if s.minutes else float("inf")
+    said = set()
+
+    def late(stage: str) -> bool:
+        """Whether the time budget is spent (said once per stage it cuts)."""
+        if time.perf_counter() < deadline:
+            return False
+        if stage not in said:
+            said.add(stage)
+            report("skipped", {"stage": stage, "why": f"the {s.minutes:g}-minute time budget is spent"})
+        return True
+
     lab = ALSConfig(seed=s.als_seed)
     coords = {"factors": lab.factors, "regularization": lab.regularization, "alpha": lab.alpha,
               "iterations": lab.iterations, "train_half_life": 0.0, "train_half_life_days": 0.0,
@@ -291,11 +310,15 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
     best = _best(search.trials)
     best_q = (best.config.weighting.half_life, best.config.weighting.scale)
     best_coords = dict(coords)
-    # 2. local search over fit parameters (ALS and training decay), query weighting re-tuned locally
+    # 2. the item-item peers: EASE (one inverse per lambda), the transition model (one count per window);
+    #    seconds each, so they come before the long searches a time budget may cut
+    if s.peers:
+        _peers_stage(search, s)
+    # 3. local search over fit parameters (ALS and training decay), query weighting re-tuned locally
     tried = {tuple(sorted(coords.items()))}
     fits = 1
     attempts = 0
-    while fits < s.budget and attempts < 50 * s.budget:
+    while fits < s.budget and attempts < 50 * s.budget and not late("als"):
         attempts += 1
         cand = dict(best_coords)
         names = rng.choice(FIT_COORDS, size=int(rng.integers(1, 3)), replace=False)
@@ -316,11 +339,8 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
             best_coords = cand
             best_q = (best.config.weighting.half_life, best.config.weighting.scale)
             report("incumbent", {"model": best.config.name, "val_recall": best.recall, "val_ndcg": best.ndcg})
-    # 3. the item-item peers: EASE (one inverse per lambda), the transition model (one count per window)
-    if s.peers:
-        _peers_stage(search, s)
     # 4. hybrid on top of the best ALS
-    if s.hybrid:
+    if s.hybrid and not late("hybrid"):
         text = text_vectors(catalog, ModelConfig(kind="text", encoder=s.encoder, pooling=s.pooling), cache_dir, progress)
         base = best.config
         als_model = search.fit(base)
@@ -332,7 +352,7 @@ def select(val: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
                 t0 = time.perf_counter()
                 search.evaluate(assemble_hybrid(val, catalog, cfg, als=als_model, text=text), cfg, "hybrid", t0)
     # 5. the sequence encoder alone and with the best ALS: one training run, epochs chosen on validation
-    if s.sequence:
+    if s.sequence and not late("sequence"):
         als_best = max((t for t in search.trials if t.config.kind in ("als", "als-time")), key=Trial.key)
         _sequence_stage(search, s, progress, threads, als_best.config)
     chosen = _best(search.trials)
@@ -407,3 +427,13 @@ def tune(split: Split, catalog: Catalog, settings: TuneSettings = TuneSettings()
                         "users": test.users})
     return TuneResult(settings, tuple(trials), chosen, test, time.perf_counter() - t0, vinfo)
 
+
+def auto_select(split: Split, catalog: Catalog, minutes: float, *, seed: int = 0, report: Report = _quiet,
+                progress: bool = False) -> Trial:
+    """The ``auto`` preset's choice: :func:`select` on ``validation_split(split)`` within ``minutes``
+    of wall clock, over the families that need no text encoder or training run (the lab's ALS and
+    its query-time weightings, EASE, the transition model, the ALS / training-decay search while
+    time is left). Nothing reads ``split.test``."""
+    settings = TuneSettings(seed=seed, hybrid=False, sequence=False, minutes=minutes)
+    chosen, _ = select(validation_split(split), catalog, settings, report=report, progress=progress)
+    return chosen

@@ -37,11 +37,23 @@ class Preset:
     description: str = ""
     measured: dict = field(default_factory=dict)
     source: str = ""
+    chosen_on: dict = field(default_factory=dict)  # {"data": name, "fingerprint": sha256} it was selected on
 
     def to_dict(self) -> dict:
         """JSON-ready, in the preset file's layout (without ``source``)."""
         return {"name": self.name, "description": self.description, "model": self.model.to_dict(),
-                "index": self.index, "measured": self.measured}
+                "index": self.index, "measured": self.measured,
+                **({"chosen_on": self.chosen_on} if self.chosen_on else {})}
+
+    def note_for(self, fingerprint: str) -> str | None:
+        """What to tell a user running this preset on the data of ``fingerprint`` (a
+        ``Dataset.fingerprint``) when it was chosen on other data; None when it was chosen on this data
+        or records nothing."""
+        chosen = self.chosen_on.get("fingerprint")
+        if not chosen or chosen == fingerprint:
+            return None
+        return (f"preset {self.name!r} was chosen on {self.chosen_on.get('data', 'other data')}'s validation split, "
+                "not on this data; `recvec tune --data ...` chooses a configuration on this data's own")
 
 
 def _folder():
@@ -65,6 +77,8 @@ def parse_preset(data: dict, source: str) -> Preset:
         test = data.get("test") or {}
         data = {"name": Path(source).stem, "description": f"chosen by recvec tune ({chosen.get('model', '')})",
                 "model": chosen.get("config"),
+                "chosen_on": {"data": str(data.get("data", "")), "fingerprint": data.get("data_fingerprint")}
+                if data.get("data_fingerprint") else {},
                 "measured": {k: v for k, v in {"recall@10": test.get("recall"), "ndcg@10": test.get("ndcg"),
                                                "recall@20": test.get("recall@20")}.items() if v is not None}}
     if "model" not in data:
@@ -79,9 +93,13 @@ def parse_preset(data: dict, source: str) -> Preset:
     measured = data.get("measured", {})
     if not isinstance(measured, dict):
         raise RecvecError(f"{source}: 'measured' must be an object")
+    chosen_on = data.get("chosen_on") or {}
+    if not isinstance(chosen_on, dict):
+        raise RecvecError(f"{source}: 'chosen_on' must be an object (data, fingerprint)")
     return Preset(name=str(data.get("name", Path(source).stem)),
                   model=ModelConfig.from_dict(data["model"], where=f"{source} model"),
-                  index=index, description=str(data.get("description", "")), measured=measured, source=source)
+                  index=index, description=str(data.get("description", "")), measured=measured, source=source,
+                  chosen_on=chosen_on)
 
 
 def _read_json(text: str, source: str) -> dict:

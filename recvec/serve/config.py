@@ -40,7 +40,8 @@ class ServeConfig:
     search threads per process (0: the CPUs available); ``watch_s`` seconds between checks of the
     artifact's manifest for a new version (0: only ``POST /admin/reload``; with several workers it
     defaults to 2 so every worker follows a reload); ``shutdown_timeout_s`` how long SIGTERM waits
-    for requests in flight."""
+    for requests in flight; ``inline_single``: a lone single-history request is answered on the
+    event loop's thread instead of a search thread (no hand-off; under concurrency the pool answers)."""
 
     index: str
     endpoint_url: str | None = None
@@ -52,6 +53,7 @@ class ServeConfig:
     shutdown_timeout_s: float = 10.0
     access_log: bool = False
     log_level: str = "info"
+    inline_single: bool = True
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):

@@ -285,19 +285,23 @@ def _unique(values: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------- the loader
 
 
-def _both_ids(table, roles: dict, src: TableSource):
-    """id_values of the user and the item column, side by side on two threads when the thread
-    policy allows two (pyarrow's hashing releases the GIL); a DataError from either is raised."""
+def _columns(table, roles: dict, src: TableSource) -> list:
+    """``[user ids, item ids, ratings, times]`` of the table (``id_values`` / ``rating_values`` /
+    ``time_values``; None for an absent rating or time column), converted side by side on the thread
+    policy's threads (pyarrow's kernels and copies release the GIL). Errors are raised in that order,
+    so the same bad file always gives the same message."""
     from recvec.threads import threads
 
-    jobs = [(table.column(roles[r]), src, roles[r], r) for r in ("user", "item")]
+    jobs = [(id_values, (table.column(roles[r]), src, roles[r], r)) for r in ("user", "item")]
+    jobs += [(fn, (table.column(roles[r]), src, roles[r])) if roles[r] is not None else (None, ())
+             for fn, r in ((rating_values, "rating"), (time_values, "time"))]
     if threads() < 2:
-        return [id_values(*job) for job in jobs]
+        return [fn(*args) if fn else None for fn, args in jobs]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(id_values, *job) for job in jobs]
-        return [f.result() for f in futures]
+    with ThreadPoolExecutor(min(threads(), len(jobs))) as pool:
+        futures = [pool.submit(fn, *args) if fn else None for fn, args in jobs]
+        return [f.result() if f else None for f in futures]
 
 
 def load_table_dataset(spec: DatasetSpec, formats: Sequence, *, endpoint_url: str | None = None,
@@ -336,18 +340,16 @@ def load_table_dataset(spec: DatasetSpec, formats: Sequence, *, endpoint_url: st
         if table.num_rows == 0:
             raise DataError(f"{src.name} holds no rows")
         notes = []
-        (users, user_labels), (items, item_labels) = _both_ids(table, roles, src)
-        if roles["rating"] is None:
+        (users, user_labels), (items, item_labels), ratings, timed = _columns(table, roles, src)
+        if ratings is None:
             ratings = np.ones(len(users), np.float32)
             notes.append(f"{src.name}: no rating column: every row is a positive (the threshold does not apply)")
-        else:
-            ratings = rating_values(table.column(roles["rating"]), src, roles["rating"])
-        if roles["time"] is None:
+        if timed is None:
             times = np.arange(len(users), dtype=np.int64)
             notes.append(f"{src.name}: no time column: file order is the time order (each user's last row is "
                          "held out)")
         else:
-            times, note = time_values(table.column(roles["time"]), src, roles["time"])
+            times, note = timed
             if note:
                 notes.append(f"{src.name}: {note}")
         del table

@@ -132,7 +132,7 @@ class MilvusIndex:
                token: str | None = None, timeout: float = 60.0, index_timeout: float = 1800.0) -> MilvusIndex:
         """Create ``collection`` at ``uri`` holding ``vectors`` (n, d) with ids 0..n-1, indexed per ``spec``.
 
-        Inserts ``batch_size`` rows per call (default: ~8 MiB of vectors; tqdm bar when ``progress``),
+        Inserts ``batch_size`` rows per call (default: ~8 MiB of vectors; progress bar or lines when ``progress``),
         flushes, builds the IP
         index, waits up to ``index_timeout`` seconds for it and loads the collection. An existing
         collection of that name is dropped first when ``drop_existing``, else refused. On failure
@@ -206,10 +206,10 @@ class MilvusIndex:
 
     @staticmethod
     def _insert(client: Any, collection: str, x: np.ndarray, batch_size: int, progress: bool) -> None:
-        from tqdm.auto import tqdm
+        from recvec.progress import progress as reporter
 
         n = x.shape[0]
-        with tqdm(total=n, unit="vec", desc=f"milvus insert {collection}", disable=not progress) as bar:
+        with reporter(n, f"milvus insert {collection}", "vec", enabled=progress) as bar:
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
                 rows = [{ID_FIELD: i, VECTOR_FIELD: x[i]} for i in range(start, stop)]

@@ -19,7 +19,7 @@ Table layout: ``id bigint PRIMARY KEY`` (row 0..n-1), ``vec vector(d)``, and the
 ``recvec item vectors; id = catalogue row number`` -- the marker without which recvec never drops
 a table. Index kinds: ``flat`` (no vector index: a sequential scan, exact) and ``hnsw`` (an HNSW
 index ``vector_ip_ops`` with ``m``/``ef_construction`` from ``IndexSpec.M``/``ef_construction``,
-built after loading). Loading is one ``COPY ... FROM STDIN (FORMAT BINARY)`` fed in batches (tqdm
+built after loading). Loading is one ``COPY ... FROM STDIN (FORMAT BINARY)`` fed in batches (a progress
 bar when ``progress``), then the primary key, the HNSW index and ``ANALYZE``.
 
 History exclusion is ``WHERE id <> ALL(rows)`` inside the query. On an HNSW index pgvector
@@ -163,13 +163,13 @@ class PgVectorIndex:
     def _copy(conn: Any, ident: Any, table: str, x: np.ndarray, batch_size: int, progress: bool) -> None:
         """One binary COPY of rows (id, vec), written ``batch_size`` rows at a time."""
         from psycopg import sql
-        from tqdm.auto import tqdm
+
+        from recvec.progress import progress as reporter
 
         n, d = x.shape
         row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("vec_len", ">i4"),
                         ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", (d,))])
-        with conn.cursor() as cur, tqdm(total=n, unit="vec", desc=f"pgvector COPY {table}",
-                                        disable=not progress) as bar:
+        with conn.cursor() as cur, reporter(n, f"pgvector COPY {table}", "vec", enabled=progress) as bar:
             with cur.copy(sql.SQL("COPY {} (id, vec) FROM STDIN (FORMAT BINARY)").format(ident)) as copy:
                 copy.write(_COPY_HEADER)
                 for start in range(0, n, batch_size):
