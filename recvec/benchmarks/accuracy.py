@@ -345,19 +345,15 @@ def _run_served(store, group, mkey, skey, f: _Fitted, cfg: AccuracyConfig, targe
     """Load the model's item vectors into ``target``'s backend as a ``spec_text`` index, search every
     evaluable user at its default setting (one batch call, histories excluded), store it as index
     ``LABEL:KIND``, drop the collection/table. Returns the units run (0 or 2)."""
-    from recvec.benchmarks.results import slug
-    from recvec.benchmarks.served import sweep_describe
+    from recvec.benchmarks.served import collection_name, sweep_describe, target_uri
     from recvec.indexes.backends.base import BackendOptions
 
     name = f"{target.label}:{spec_text}"
     if not force and store.has(f"{group}/build", {**mkey, "index": name}):
         return 0
     be = backends.get(target.name)
-    uri = target.uri
-    if uri is None:  # Milvus Lite: a file per dataset under --out
-        (served.out / "milvus").mkdir(parents=True, exist_ok=True)
-        uri = str(served.out / "milvus" / f"{slug(served.dataset)}.db")
-    coll = slug(f"acc_{f.config.name}_{spec_text}").replace("-", "_").replace(".", "_").replace(":", "_")[:48]
+    uri = target_uri(target, served.out, served.dataset)  # Milvus Lite: a file per dataset
+    coll = collection_name(f"acc_{f.config.name}_{spec_text}", 48)
     spec = IndexSpec.parse(spec_text)
     options = be.check(spec, BackendOptions(name=target.name, uri=uri, collection=coll, progress=progress))
     t0 = time.perf_counter()

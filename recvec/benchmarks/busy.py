@@ -118,19 +118,16 @@ def child(args: dict) -> dict:
             if unit in ("eval_hnsw", "single"):  # the recency-als preset's query-time fold-in
                 cfg = ModelConfig("als", weighting=RecencyWeighting(half_life=1.5, scale=4.0))
             model = fit_model(split, ds.catalog, cfg)
-            if unit == "eval_exact":
+            if unit in ("eval_exact", "eval_flat", "eval_hnsw"):
+                if unit == "eval_exact":
+                    run = lambda: evaluate_model(model, split)  # noqa: E731
+                else:
+                    rec = recommender_for(model, IndexSpec.parse("flat" if unit == "eval_flat" else "hnsw32"))
+                    run = lambda: evaluate_served(rec, split, k=10)  # noqa: E731
                 secs = []
                 for _ in range(INNER.get(unit, 1)):
                     t0 = time.perf_counter()
-                    ev = evaluate_model(model, split)
-                    secs.append(time.perf_counter() - t0)
-                out.update(seconds=float(np.median(secs)), inner=secs, recall=ev.recall)
-            elif unit in ("eval_flat", "eval_hnsw"):
-                rec = recommender_for(model, IndexSpec.parse("flat" if unit == "eval_flat" else "hnsw32"))
-                secs = []
-                for _ in range(INNER.get(unit, 1)):
-                    t0 = time.perf_counter()
-                    ev = evaluate_served(rec, split, k=10)
+                    ev = run()
                     secs.append(time.perf_counter() - t0)
                 out.update(seconds=float(np.median(secs)), inner=secs, recall=ev.recall)
             else:

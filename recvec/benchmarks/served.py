@@ -122,6 +122,21 @@ def _server_info(index: Any, target: Target) -> dict:
     return info
 
 
+def target_uri(target: Target, out: Path, name: str) -> str:
+    """Where a run loads into: the target's URI, else (Milvus Lite) the file ``out/milvus/NAME.db``."""
+    if target.uri is not None:
+        return target.uri
+    folder = out / "milvus"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{slug(name)}.db")
+
+
+def collection_name(text: str, limit: int) -> str:
+    """``text`` as a collection / table name both servers accept: letters, digits and ``_``, at most
+    ``limit`` characters (the backend adds its ``_r<hex>`` suffix)."""
+    return slug(text).replace("-", "_").replace(".", "_")[:limit]
+
+
 def supports(target: Target, spec_text: str) -> bool:
     """Whether the target's backend can build this index kind (e.g. no ivfpq on Milvus Lite)."""
     uri = target.uri or os.path.join(os.path.abspath(os.sep), "tmp", "recvec-probe.db")
@@ -139,12 +154,8 @@ def run_served(run: Any, target: Target, spec_text: str) -> dict:
     p, cfg = run.p, run.cfg
     be = backends.get(target.name)
     spec = IndexSpec.parse(spec_text)
-    coll = slug(f"bench_{run.src.name}_{spec_text}").replace("-", "_").replace(".", "_")[:40]
-    uri = target.uri
-    if uri is None:  # Milvus Lite: a file per catalogue under --out
-        folder = run.store.root / "milvus"
-        folder.mkdir(parents=True, exist_ok=True)
-        uri = str(folder / f"{slug(run.src.name)}.db")
+    coll = collection_name(f"bench_{run.src.name}_{spec_text}", 40)
+    uri = target_uri(target, run.store.root, run.src.name)  # Milvus Lite: a file per catalogue
     options = be.check(spec, BackendOptions(name=target.name, uri=uri, collection=coll, progress=run.progress))
     rss_before = runner.rss_bytes()
     t0 = time.perf_counter()
