@@ -170,3 +170,41 @@ def test_time_budget_and_the_auto_preset(synthetic_dir, tmp_path):
                                     "0.05", "--out", str(tmp_path / "auto"), "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "auto" / "manifest.json").is_file()
+
+
+def test_paired_bootstrap_intervals():
+    from recvec.engine.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(-1, 30, 500)
+    same = paired_bootstrap(a, a, 10, samples=300)
+    assert same["recall_diff"] == 0 and same["recall_ci"] == [0.0, 0.0] and same["ndcg_ci"] == [0.0, 0.0]
+    better = np.where(rng.random(500) < 0.5, 0, a)  # half the users moved to rank 0
+    d = paired_bootstrap(better, a, 10, samples=300, seed=1)
+    assert d["recall_ci"][0] > 0 and d["ndcg_ci"][0] > 0
+    assert d["recall_ci"][0] <= d["recall_diff"] <= d["recall_ci"][1]
+    assert d == paired_bootstrap(better, a, 10, samples=300, seed=1)  # seeded
+    flipped = paired_bootstrap(a, better, 10, samples=300, seed=1)
+    assert flipped["recall_diff"] == -d["recall_diff"] and flipped["recall_ci"][1] < 0
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(a, a[:-1], 10)
+
+
+def test_eval_versus_reports_paired_differences(synthetic_dir):
+    import json
+
+    from click.testing import CliRunner
+
+    from recvec.cli import main
+
+    res = CliRunner().invoke(main, ["eval", "--data", str(synthetic_dir), "--model", "transition", "--versus", "popular",
+                                    "--versus", "transition", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["model"].split("(")[0] for r in rows] == ["transition", "popular", "transition"]
+    vs_pop, vs_self = rows[1]["first_minus_this"], rows[2]["first_minus_this"]
+    assert vs_pop["recall_diff"] == pytest.approx(rows[0]["recall"] - rows[1]["recall"])
+    assert vs_pop["recall_ci"][0] > 0  # the transition model beats popularity on this data
+    assert vs_self["recall_ci"] == [0.0, 0.0] and vs_self["users"] == rows[0]["users"]
+    res = CliRunner().invoke(main, ["eval", "--data", str(synthetic_dir), "--model", "popular", "--versus", "nope"])
+    assert res.exit_code == 2 and "nope" in res.output

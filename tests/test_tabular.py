@@ -131,6 +131,25 @@ def test_timestamp_column_type(tmp_path):
     assert load_dataset(str(tmp_path / "r.parquet")).ratings.timestamps.tolist() == [1_600_000_000, 1_600_000_002]
 
 
+def test_numeric_parquet_row_groups_read_into_one_array_each(tmp_path):
+    """Integer ids, float ratings, integer times over many row groups: decoded batch by batch into one
+    contiguous array per column, the same values as the file; a missing value in a later row group
+    still names its row (the whole-file path)."""
+    rng = np.random.default_rng(3)
+    n = 5_000
+    t = pa.table({"user_id": rng.integers(1, 50, n), "item_id": rng.integers(1, 80, n),
+                  "rating": rng.integers(1, 11, n) / 2, "timestamp": rng.integers(10**9, 2 * 10**9, n)})
+    pq.write_table(t, tmp_path / "r.parquet", row_group_size=700)
+    r = load_dataset(str(tmp_path / "r.parquet")).ratings
+    assert r.users.tolist() == t["user_id"].to_pylist() and r.items.tolist() == t["item_id"].to_pylist()
+    assert r.ratings.tolist() == t["rating"].to_pylist() and r.timestamps.tolist() == t["timestamp"].to_pylist()
+    users = t["user_id"].to_pylist()
+    users[4_321] = None
+    pq.write_table(t.set_column(0, "user_id", pa.array(users, pa.int64())), tmp_path / "n.parquet", row_group_size=700)
+    with pytest.raises(DataError, match="n.parquet row 4322, column 'user_id': no user id"):
+        load_dataset(str(tmp_path / "n.parquet"))
+
+
 def test_item_table_gives_titles_and_text(tmp_path):
     ev = events()
     write(tmp_path / "e.parquet", ev)

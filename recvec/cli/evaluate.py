@@ -41,11 +41,15 @@ from recvec.cli.common import (
 @click.option("--shuffle-ties", is_flag=True,
               help="Shuffle the order of each user's ratings that share a timestamp (seeded by --seed) before "
                    "the split, so no figure rests on the file's order within a second.")
+@click.option("--versus", multiple=True, metavar="MODEL|PRESET",
+              help="Also evaluate this model kind (with the model flags' defaults) or preset on the same split, "
+                   "and report the paired-bootstrap 95% interval of the first row minus it (users resampled, "
+                   "2,000 draws, seeded by --seed); repeat for several.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; a list for several models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @engine_options
 def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-             seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet, engine):
+             seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, versus, as_json, quiet, engine):
     """Fit models on the leave-last-positive-out split and report Recall@K / NDCG@K."""
     from recvec.engine.engines import open_engine
 
@@ -61,11 +65,27 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
         data = dataclasses.replace(ds, ratings=shuffled(ds.ratings, seed))  # the same rows: the same fingerprint
     with open_engine(engine) as eng:
         _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations,
-              alpha, seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet)
+              alpha, seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, versus, as_json, quiet)
+
+
+def _versus_config(name: str, encoder, pooling, factors, regularization, iterations, alpha, seed):
+    """--versus NAME: a model kind (the model flags' values) or a packaged preset / preset file."""
+    from dataclasses import replace
+
+    from click.core import ParameterSource
+
+    from recvec.indexes.presets import load_preset
+
+    if name in MODEL_CHOICES:
+        return model_config(name, encoder, pooling, factors, regularization, iterations, alpha, seed)
+    cfg = load_preset(name).model
+    if click.get_current_context().get_parameter_source("seed") == ParameterSource.COMMANDLINE:
+        cfg = replace(cfg, als=replace(cfg.als, seed=seed), sequence=replace(cfg.sequence, seed=seed))
+    return cfg
 
 
 def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,
-          seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, as_json, quiet):
+          seed, preset, budget_minutes, served_index, k, by_gap, shuffle_ties, versus, as_json, quiet):
     progress = show_progress(quiet)
     if eng.name != "local":  # what the engine cannot fit is said before any work
         for cfg in ([preset_config(preset, seed)[0]] if preset else
@@ -90,11 +110,14 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
     else:
         configs = [model_config(kind, encoder, pooling, factors, regularization, iterations, alpha, seed)
                    for kind in models]
+    configs += [_versus_config(v, encoder, pooling, factors, regularization, iterations, alpha, seed) for v in versus]
+    evals = []
     for cfg in configs:
         t0 = time.perf_counter()
         model = eng.fit(prep, cfg, progress=progress)
         fit_s = time.perf_counter() - t0
         ev = eng.evaluate(prep, model, k=k, progress=progress)
+        evals.append(ev)
         rows.append({**ev.to_dict(extra_k=(20,) if k != 20 else ()), "fit_s": fit_s, "data": ds.source,
                      "format": ds.format, **on,
                      **({"preset": preset} if preset else {}),
@@ -112,6 +135,14 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
                                  model=f"{cfg.name} @ {serve_spec}")
             rows[-1]["served"] = {**sv.to_dict(extra_k=(20,) if k != 20 else ()), "index": str(serve_spec),
                                   "relative_recall_loss": (1 - sv.recall / ev.recall) if ev.recall else 0.0}
+    if versus:
+        from recvec.engine.metrics import paired_bootstrap
+
+        for row, ev in zip(rows[1:], evals[1:]):
+            if len(ev.ranks) != len(evals[0].ranks):
+                raise click.UsageError(f"--versus: {row['model']} was evaluated on {len(ev.ranks):,} users and "
+                                       f"{rows[0]['model']} on {len(evals[0].ranks):,}: no paired comparison")
+            row["first_minus_this"] = paired_bootstrap(evals[0].ranks, ev.ranks, k, seed=seed)
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
@@ -122,6 +153,13 @@ def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors,
     emit_table(rows, [("model", "model", ""), ("recall", f"Recall@{k}", ".4f"), ("ndcg", f"NDCG@{k}", ".4f"),
                       *([("recall@20", "Recall@20", ".4f")] if k != 20 else []),
                       ("users", "users", ","), ("fit_s", "fit s", ".2f"), ("seconds", "eval s", ".3f")])
+    if versus:
+        click.echo(f"\n{rows[0]['model']} minus each (paired bootstrap, 95% interval, {len(evals[0].ranks):,} users):")
+        diffs = [{"model": r["model"], **r["first_minus_this"]} for r in rows if "first_minus_this" in r]
+        for d in diffs:
+            d["recall"] = f"{d['recall_diff']:+.4f} [{d['recall_ci'][0]:+.4f}, {d['recall_ci'][1]:+.4f}]"
+            d["ndcg"] = f"{d['ndcg_diff']:+.4f} [{d['ndcg_ci'][0]:+.4f}, {d['ndcg_ci'][1]:+.4f}]"
+        emit_table(diffs, [("model", "versus", ""), ("recall", f"delta Recall@{k}", ""), ("ndcg", f"delta NDCG@{k}", "")])
     if gaps:
         click.echo(f"\nby the time from the last train positive to the held-out one (Recall@{k} / NDCG@{k}):")
         emit_table(gaps, [("model", "model", ""), ("bucket", "gap", ""), ("users", "users", ","),
