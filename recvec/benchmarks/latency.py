@@ -389,7 +389,8 @@ def bench_latency(sources: list[Source], cfg: LatencyConfig, out: str | Path, *,
     for c in metrics["catalogues"]:
         for r in operating_rows(c["rows"], c["k"]):
             summary.append({kk: r.get(kk) for kk in ("catalogue", "backend", "index", "setting", "why",
-                                                     f"recall@{c['k']}", "single_p50_ms", "single_p95_ms",
+                                                     f"recall@{c['k']}", "coverage", "reachable_share",
+                                                     "single_p50_ms", "single_p95_ms",
                                                      "single_p99_ms", "full_p50_ms", "full_p99_ms", "qps_batch",
                                                      "speedup_p50_vs_flat", "build_s", "index_mb", "rss_mb", "clients",
                                                      "conc_p50_ms", "conc_p99_ms", "conc_qps", "load_s", "rows_per_s",

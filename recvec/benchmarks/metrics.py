@@ -53,6 +53,20 @@ def recall_against(ids: np.ndarray, gt: np.ndarray | None, k: int) -> float | No
     return overlap_at_k(ids[:n], gt[:n], k)
 
 
+def coverage_against(ids: np.ndarray, gt: np.ndarray | None, k: int) -> float | None:
+    """Catalogue coverage: the share of the distinct items in the exact top-k lists ``gt``
+    (queries, >= k) that the index's top-k lists ``ids`` return for some query (the first min(len)
+    rows of each; -1 padding ignored); None without a reference (or an empty one)."""
+    if gt is None:
+        return None
+    n = min(len(ids), len(gt))
+    want = np.unique(np.asarray(gt)[:n, :k])
+    want = want[want >= 0]
+    if not want.size:
+        return None
+    return float(np.isin(want, np.asarray(ids)[:n, :k]).mean())
+
+
 def row_name(row: dict) -> str:
     """'hnsw ef=32', 'flat' (a row's index and query setting)."""
     return row["index"] + ("" if row["setting"] == "-" else f" {row['setting']}")
@@ -102,6 +116,8 @@ def _search_row(s: Stored, bu: Stored | None, name: str, k: int, gt, flat_p50: f
         "kind": index_kind(s.params["index"]), "setting": setting_label(s.params["query"]),
         **{f"q_{kk}": v for kk, v in s.params["query"].items()},
         "default": bool(s.meta.get("default")), f"recall@{k}": recall_against(s.array("ids"), gt, k),
+        "coverage": coverage_against(s.array("ids"), gt, k),
+        "reachable_share": bu.meta["describe"].get("reachable_share") if bu else None,
         **{f"single_{kk}": v for kk, v in single.items()},
         **{f"full_{kk}": v for kk, v in full.items()},
         "qps_batch": batch_qps(s), "qps_single": (1e3 / single["p50_ms"]) if single["p50_ms"] else None,
@@ -212,6 +228,26 @@ def compute_latency_metrics(blocks: list[dict]) -> dict:
     return {"catalogues": catalogues, "targets": latency_targets(catalogues)}
 
 
+def _graph_target(c: dict, k: int, flat: dict, rows: list[dict], kind: str) -> list[dict]:
+    """Issue 13's target for the graph kind ``kind`` (its search rows ``rows``; none: no target): every
+    item findable (reachable_share >= 0.999), coverage within 1% of exact (>= 0.99) and single-query
+    p50 >= 100x faster than exact flat, at its fastest setting with filtered recall@k >= 0.95."""
+    if not rows:
+        return []
+    op = operating_point(rows, k, 0.95)
+    target = (f"{kind}: reachable_share >= 0.999, coverage >= 0.99 and single-query p50 >= 100x faster than "
+              f"exact flat at filtered recall@{k} >= 0.95")
+    if op is None:
+        return [{"catalogue": c["name"], "target": target, "measured": "no setting reached 0.95", "met": False}]
+    reach, cov, speed = op.get("reachable_share"), op.get("coverage"), op["speedup_p50_vs_flat"]
+    shown = {name: "n/a" if v is None else f"{v:.4f}" for name, v in (("coverage", cov), ("reachable", reach))}
+    measured = (f"{'n/a' if speed is None else f'{speed:.1f}'}x at recall {op[f'recall@{k}']:.3f}, coverage {shown['coverage']}, reachable "
+                f"{shown['reachable']} "
+                f"({row_name(op)}: {op['single_p50_ms']:.3f} ms vs flat {flat['single_p50_ms']:.2f} ms)")
+    met = bool(speed and speed >= 100 and reach is not None and reach >= 0.999 and cov is not None and cov >= 0.99)
+    return [{"catalogue": c["name"], "target": target, "measured": measured, "met": met}]
+
+
 def _flat_vs_raw_target(c: dict, flat: dict, bl: dict) -> dict:
     mm = bl.get("matmul", {})
     ratio = flat["qps_batch"] / bl["raw-flat"]["qps_batch"]
@@ -299,6 +335,9 @@ def latency_targets(catalogues: list[dict]) -> list[dict]:
                                      f"({row_name(op)}: {op['single_p50_ms']:.3f} ms vs flat "
                                      f"{flat['single_p50_ms']:.2f} ms)") if op else "no HNSW setting reached 0.95",
                         "met": bool(op and op["speedup_p50_vs_flat"] >= 30)})
+        if c["n"] and c["n"] >= 1_000_000 and flat:
+            for kind in ("hnsw", "hnsw-bands"):
+                out += _graph_target(c, k, flat, [r for r in faiss_rows if r["kind"] == kind], kind)
         if flat and "raw-flat" in bl and bl["raw-flat"].get("qps_batch"):
             out.append(_flat_vs_raw_target(c, flat, bl))
         if c["base"]["catalogue"]["kind"] == "movielens":

@@ -165,6 +165,7 @@ def machine_markdown(machine: dict | None, load_averages: Sequence[Sequence[floa
 
 LATENCY_COLUMNS: list[Column] = [
     ("backend", "backend", ""), ("index", "index", ""), ("setting", "query", ""), ("recall@K", "recall@K", ".4f"),
+    ("coverage", "coverage", ".4f"), ("reachable_share", "reachable", ".4f"),
     ("single_p50_ms", "p50 ms", "ms"), ("single_p95_ms", "p95 ms", "ms"), ("single_p99_ms", "p99 ms", "ms"),
     ("full_p50_ms", "full p50 ms", "ms"), ("full_p99_ms", "full p99 ms", "ms"), ("qps_batch", "batch QPS", ".0f"),
     ("speedup_p50_vs_flat", "p50 vs flat", "x"), ("build_s", "build s", ".2f"), ("index_mb", "index MiB", ".1f"),
@@ -323,7 +324,8 @@ def latency_report(metrics: dict, out: Path, *, command: str | None = None) -> l
         written.append(png)
         lines += ["## Latency percentiles per catalogue size", "", f"![latency percentiles]({png.name})", ""]
     lines += ["## Full sweep", "", "Every setting measured: `latency_sweep.csv`; baselines: `latency_baselines.csv`.", ""]
-    sweep_cols = ["catalogue", "backend", "index", "setting", "default", "recall", "single_p50_ms", "single_p95_ms",
+    sweep_cols = ["catalogue", "backend", "index", "setting", "default", "recall", "coverage", "reachable_share",
+                  "single_p50_ms", "single_p95_ms",
                   "single_p99_ms", "single_mean_ms", "full_p50_ms", "full_p95_ms", "full_p99_ms", "qps_batch",
                   "qps_single", "speedup_p50_vs_flat", "build_s", "index_mb", "rss_mb", "nq", "nsingle",
                   "full_path_agreement", "faiss_threads", "load_average", "clients", "conc_p50_ms", "conc_p99_ms",

@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recvec.indexes.backends.faiss import ItemIndex
-from recvec.indexes.backends.faiss_build import build_index
+from recvec.indexes import backends
 from recvec.indexes.spec import IndexSpec
 from recvec.progress import progress as progress_lines
 
@@ -243,7 +242,7 @@ class BuiltIndex:
     """An index built by :func:`build_timed`: build seconds, serialised bytes, RSS (bytes) before
     and after the build, and the index's ``describe()``."""
 
-    index: ItemIndex
+    index: Any  # an ItemIndex, or a FAISS kind of its own (BandedIndex)
     build_s: float
     index_bytes: int
     rss_before: int
@@ -257,17 +256,17 @@ class BuiltIndex:
 
 
 def build_timed(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> BuiltIndex:
-    """Build a FAISS ItemIndex over ``vectors`` (n, d) float32, timing it and measuring its
-    serialised size and the RSS it added. Errors of the build (bad spec for the data) propagate."""
+    """Build an in-process FAISS index (``FaissBackend.build``: an ItemIndex or a kind of its own)
+    over ``vectors`` (n, d) float32, timing it and measuring its serialised size and the RSS it
+    added. Errors of the build (bad spec for the data) propagate. The describe() (an HNSW graph's
+    reachability walk) is not part of the build time."""
     gc.collect()
     before = rss_bytes()
     t0 = time.perf_counter()
-    index = ItemIndex(build_index(vectors, spec, seed=seed))
+    index = backends.get(backends.DEFAULT).build(vectors, spec, seed=seed)
     build_s = time.perf_counter() - t0
     after = rss_bytes()
-    import faiss
-
-    size = int(faiss.serialize_index(index.faiss_index).size)
+    size = len(index.to_bytes())
     return BuiltIndex(index, build_s, size, before, after, index.describe())
 
 

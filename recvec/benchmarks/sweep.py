@@ -13,12 +13,13 @@ import numpy as np
 #: The index kinds benchmarked by default (flat, the exact reference, first).
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
 #: Also accepted by ``bench latency --indexes``: the HNSW graph in FAISS's insertion order, to measure
-#: what the breadth-first node order of ``hnsw`` (reorder_for_locality) buys on the same catalogue.
-INDEX_CHOICES = ("flat", "hnsw", "hnsw-noreorder", "ivf", "ivfsq", "ivfpq")
+#: what the breadth-first node order of ``hnsw`` (reorder_for_locality) buys on the same catalogue, and
+#: the norm-banded graphs (``hnsw-bands``: every item reachable under inner product).
+INDEX_CHOICES = ("flat", "hnsw", "hnsw-noreorder", "hnsw-bands", "ivf", "ivfsq", "ivfpq")
 #: HNSW efSearch values swept by default by ``bench latency`` (values below k are dropped).
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
 
-_KIND = re.compile(r"^(flat|hnsw-noreorder|hnsw|ivfsq|ivfpq|ivf)")
+_KIND = re.compile(r"^(flat|hnsw-noreorder|hnsw\d*-bands|hnsw|ivfsq|ivfpq|ivf)")
 
 
 def query_settings(describe: dict, k: int, *, ef_search: Iterable[int] = EF_SEARCH,
@@ -63,9 +64,12 @@ def setting_label(setting: dict) -> str:
 
 
 def index_kind(spec: str) -> str:
-    """The kind an index spec names: ``hnsw32`` -> ``hnsw``, ``ivfsq256`` -> ``ivfsq``; else the spec itself."""
+    """The kind an index spec names: ``hnsw32`` -> ``hnsw``, ``hnsw32-bands3`` -> ``hnsw-bands``,
+    ``ivfsq256`` -> ``ivfsq``; else the spec itself."""
     m = _KIND.match(spec)
-    return m.group(1) if m else spec
+    if not m:
+        return spec
+    return "hnsw-bands" if m.group(1).endswith("-bands") else m.group(1)
 
 
 def kind_order(spec: str) -> int:

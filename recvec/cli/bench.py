@@ -67,7 +67,8 @@ def bench_common(f):
     f = click.option("--ef-search", "ef_list", default=None, help="HNSW efSearch values to sweep, e.g. 16,64,256.")(f)
     f = click.option("--indexes", default="flat,hnsw,ivf,ivfsq,ivfpq", show_default=True,
                      help="Index kinds (flat is always run: it is the exact reference). bench latency also takes "
-                          "hnsw-noreorder: the same HNSW graph in FAISS's insertion order.")(f)
+                          "hnsw-noreorder: the same HNSW graph in FAISS's insertion order, and hnsw-bands: norm-banded "
+                          "L2 graphs (every item reachable under inner product).")(f)
     return f
 
 
@@ -234,6 +235,7 @@ def bench_latency_cmd(data, vectors, vector_columns, normalise, synthetic_text, 
                            command=_bench_command_line())
     _bench_emit(result, as_json, [("catalogue", "catalogue", ""), ("backend", "backend", ""), ("index", "index", ""),
                                   ("setting", "query", ""), ("why", "why", ""), (f"recall@{k}", f"recall@{k}", ".4f"),
+                                  ("coverage", "coverage", ".4f"), ("reachable_share", "reachable", ".4f"),
                                   ("single_p50_ms", "p50 ms", ".3f"), ("single_p99_ms", "p99 ms", ".3f"),
                                   ("full_p50_ms", "full p50", ".3f"), ("qps_batch", "batch QPS", ".0f"),
                                   ("conc_p50_ms", f"p50 {clients}c", ".3f"), ("conc_qps", f"QPS {clients}c", ".0f"),

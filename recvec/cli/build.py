@@ -132,9 +132,16 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     else:
         where = "" if served is None else f" in {backend} collection {served['collection']} at {served['uri']}"
         click.echo(f"wrote {out}: {cfg.name} vectors, {summary['items']:,} items x {summary['dim']} dims, "
-                   f"index {manifest['index']['spec']}{where} (fit {fit_s:.1f} s, index build {summary['build_s']:.2f} s)")
+                   f"index {manifest['index']['spec']}{where}{_reachable(manifest['index'])} (fit {fit_s:.1f} s, "
+                   f"index build {summary['build_s']:.2f} s)")
         if manifest.get("retired"):
             click.echo(manifest["retired"])
+
+
+def _reachable(index: dict) -> str:
+    """", 99.8% of items reachable" for a graph index's manifest entry (its ``reachable_share``), else ""."""
+    share = index.get("reachable_share")
+    return "" if share is None else f", {100 * share:.2f}% of items reachable in its graph"
 
 
 def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_flags, index_spec, backend, milvus_uri,
@@ -196,5 +203,6 @@ def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_fla
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"wrote {out}: your vectors{' (normalised)' if normalise else ''}, {summary['items']:,} items x "
-                   f"{summary['dim']} dims, index {manifest['index']['spec']} (read {read_s:.1f} s, index build "
+                   f"{summary['dim']} dims, index {manifest['index']['spec']}{_reachable(manifest['index'])} (read "
+                   f"{read_s:.1f} s, index build "
                    f"{summary['build_s']:.2f} s)")

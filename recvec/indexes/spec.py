@@ -7,6 +7,9 @@ raw factors for ALS. A spec string is one of the shorthands
     hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32), its nodes
                       stored in breadth-first order of the graph (``reorder_for_locality``);
                       ``hnsw-noreorder`` / ``hnswM-noreorder`` keeps FAISS's insertion order
+    hnsw-bands[R]     norm-ranging HNSW: items split into norm bands whose largest norm is at most
+    hnswM-bandsR      R times their smallest (default 3), each an L2 graph over vectors augmented
+                      to its band's largest norm (``faiss_banded.BandedIndex``)
     ivf  | ivfN       IVF-Flat with N lists (default ~4*sqrt(n), clipped to what n allows)
     ivfsq | ivfsqN    IVF with 8-bit scalar quantisation
     ivfpq | ivfpqN    IVF with product quantisation (pq_m sub-quantisers, default ~d/4)
@@ -29,7 +32,7 @@ import numpy as np
 from recvec.checks import C_INT_MAX
 from recvec.errors import RecvecError, shorten, shown
 
-KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq", "factory")
+KINDS = ("flat", "hnsw", "hnsw-bands", "ivf", "ivfsq", "ivfpq", "factory")
 SQ_TYPES = ("SQ4", "SQ6", "SQ8", "SQfp16", "SQbf16")
 
 #: efSearch written into a freshly built HNSW index (FAISS's own default, 16, is too low for recall@10).
@@ -38,9 +41,12 @@ DEFAULT_EF_SEARCH = 64
 _POINTS_PER_CENTROID = 39
 
 _SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)(-noreorder)?$")
+_BANDS = re.compile(r"^hnsw(\d*)-bands(\d*)$")
+#: Largest / smallest norm within a band of a ``hnsw-bands`` index when the spec names no number.
+DEFAULT_BAND_RATIO = 3
 _FACTORY_CHARS = re.compile(r"^[A-Za-z0-9_,.+\-]+$")
 
-SPEC_HELP = ("flat, hnsw[M][-noreorder], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
+SPEC_HELP = ("flat, hnsw[M][-noreorder], hnsw[M]-bands[R], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
              "such as 'IVF64,Flat', 'HNSW16,Flat' or 'PQ16'")
 
 
@@ -61,6 +67,7 @@ class IndexSpec:
     pq_m: int | None = None
     factory: str | None = None
     reorder: bool = True  # hnsw: store nodes in breadth-first graph order (see reorder_for_locality)
+    band_ratio: int = DEFAULT_BAND_RATIO  # hnsw-bands: largest / smallest norm within a band
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,6 +82,7 @@ class IndexSpec:
             raise RecvecError(f"unknown scalar quantiser {shown(self.sq)}: use one of {', '.join(SQ_TYPES)}")
         if (self.kind == "factory") != bool(self.factory):
             raise RecvecError("a factory string is needed exactly when kind is 'factory'")
+        _positive_int(self.band_ratio, "index band_ratio (largest / smallest norm in a band of hnsw-bands)", minimum=2)
         if not isinstance(self.reorder, bool):
             raise RecvecError(f"index reorder must be true or false, got {shown(self.reorder)}")
 
@@ -84,6 +92,12 @@ class IndexSpec:
         if not isinstance(text, str) or not text.strip():
             raise RecvecError(f"empty index spec: use {SPEC_HELP}")
         raw = text.strip()
+        b = _BANDS.match(raw.lower())
+        if b:
+            if b.group(2) and int(b.group(2)) < 2:
+                raise RecvecError(f"index spec {shown(raw)}: the band norm ratio must be >= 2")
+            return cls(kind="hnsw-bands", **({"M": int(b.group(1))} if b.group(1) else {}),
+                       **({"band_ratio": int(b.group(2))} if b.group(2) else {}))
         m = _SHORTHAND.match(raw.lower())
         if m:
             kind, num, noreorder = m.group(1), m.group(2), bool(m.group(3))
@@ -111,19 +125,21 @@ class IndexSpec:
             return "flat"
         if self.kind == "hnsw":
             return f"hnsw{self.M}" + ("" if self.reorder else "-noreorder")
+        if self.kind == "hnsw-bands":
+            return f"hnsw{self.M}-bands{self.band_ratio}"
         return f"{self.kind}{self.nlist or ''}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the spec string and every build parameter (for the artifact manifest)."""
         return {"spec": str(self), "kind": self.kind, "M": self.M, "ef_construction": self.ef_construction,
                 "nlist": self.nlist, "sq": self.sq, "pq_m": self.pq_m, "factory": self.factory,
-                "reorder": self.reorder}
+                "reorder": self.reorder, "band_ratio": self.band_ratio}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IndexSpec:
         """Rebuild from :meth:`to_dict` output (``spec`` ignored, missing keys take their defaults);
         RecvecError for invalid values."""
-        keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory", "reorder")
+        keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory", "reorder", "band_ratio")
         return cls(**{k: d[k] for k in keys if k in d})
 
     # -- resolved build parameters -------------------------------------------------------------
@@ -149,7 +165,7 @@ class IndexSpec:
             return str(self.factory)
         if self.kind == "flat":
             return "Flat"
-        if self.kind == "hnsw":
+        if self.kind in ("hnsw", "hnsw-bands"):  # hnsw-bands: each band's graph (L2, built by BandedIndex)
             return f"HNSW{self.M},Flat"
         nlist = self.resolve_nlist(n)
         if self.kind == "ivf":

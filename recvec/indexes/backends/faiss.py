@@ -74,12 +74,17 @@ _FLAT_CHUNK = 256
 #: Up to this many items the exclusion bitmap is built from a bool mask, beyond it by clearing bits
 #: in a copied all-ones bitmap (measured several times faster than the mask on large catalogues).
 _SMALL_BITMAP = 65_536
+#: Index kinds built and stored by a module of their own: spec kind -> "module:class". The class
+#: answers ItemIndex's search contract and has ``build(vectors, spec, seed=)``, ``file_name`` (its
+#: artifact file), ``to_bytes()``, ``from_bytes(data)`` and ``stores_exact_vectors``.
+_OWN_KINDS = {"hnsw-bands": "recvec.indexes.backends.faiss_banded:BandedIndex"}
 
 
 class ItemIndex:
     """A FAISS inner-product index over item rows with exclusion-aware search (a ``SearchBackend``)."""
 
     backend = "faiss"
+    file_name = "index.faiss"
 
     def __init__(self, index: faiss.Index, dim: int | None = None):
         import faiss
@@ -110,6 +115,7 @@ class ItemIndex:
         self._bitmap_ones: np.ndarray | None = None
         self._selector_checked = False  # the guard below runs on this index's first filtered search
         self._reconstructed: np.ndarray | None = None
+        self._described: dict[str, Any] | None = None  # describe() walks an HNSW graph: once
         self._lock = threading.Lock()  # guards the lazy exact-fallback state (_all_vectors)
 
     # -- properties ------------------------------------------------------------------------------
@@ -133,9 +139,18 @@ class ItemIndex:
         """Number of IVF lists; None for an index that is not IVF."""
         return int(self._ivf.nlist) if self._ivf is not None else None
 
+    @property
+    def stores_exact_vectors(self) -> bool:
+        """Whether the index holds the item vectors bit-exactly (flat, HNSW-flat)."""
+        return self._exact or self.describe()["faiss_class"] == "IndexHNSWFlat"
+
     def describe(self) -> dict[str, Any]:
-        """The index's resolved parameters (``describe_index``), JSON-ready for the manifest and reports."""
-        return describe_index(self._index)
+        """The index's resolved parameters (``describe_index``; HNSW: with ``reachable_share``),
+        JSON-ready for the manifest and reports; computed once (again after :meth:`add`)."""
+        with self._lock:
+            if self._described is None:
+                self._described = describe_index(self._index)
+            return dict(self._described)
 
     def close(self) -> None:
         """Nothing to release: the index lives in this process."""
@@ -158,6 +173,7 @@ class ItemIndex:
             link_unreachable(self._inner_index)  # works on graph positions, not rows
         self._bitmap_ones = None
         self._reconstructed = None
+        self._described = None
         return rows
 
     def save(self, path: str | Path) -> None:
@@ -502,6 +518,14 @@ def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
     return rows, scores
 
 
+def _own_kind(target: str) -> Any:
+    """The class a ``_OWN_KINDS`` entry ("module:class") names, imported when first asked for."""
+    import importlib
+
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 class FaissBackend:
     """FAISS in process (the default): the index is a file of the artifact, ``index.faiss`` in
     FAISS's own format; flat and HNSW-flat indexes hold the item vectors themselves, so an artifact
@@ -526,22 +550,24 @@ class FaissBackend:
         return options
 
     def build(self, vectors: np.ndarray, spec: IndexSpec, options: BackendOptions = BackendOptions(), *,
-              seed: int = 0) -> ItemIndex:
-        """An in-process ItemIndex from ``build_index`` (RecvecError if FAISS cannot build ``spec``
-        for the vectors)."""
+              seed: int = 0) -> Any:
+        """An in-process ItemIndex from ``build_index``, or the index of a kind with a module of its own
+        (``_OWN_KINDS``: ``hnsw-bands``); RecvecError if FAISS cannot build ``spec`` for the vectors."""
+        if spec.kind in _OWN_KINDS:
+            return _own_kind(_OWN_KINDS[spec.kind]).build(vectors, spec, seed=seed)
         return ItemIndex(build_index(vectors, spec, seed=seed))
 
     def manifest_entry(self, index: ItemIndex, dest=None) -> None:
         """None: the index is the artifact's ``index.faiss``."""
         return None
 
-    def files(self, index: ItemIndex) -> dict[str, bytes]:
-        """``{"index.faiss": the serialised index}``."""
-        return {self.index_file: index.to_bytes()}
+    def files(self, index: Any) -> dict[str, bytes]:
+        """``{"index.faiss": the serialised index}`` (a kind of its own: ``{its file_name: its bytes}``)."""
+        return {index.file_name: index.to_bytes()}
 
-    def reproduces(self, index: ItemIndex, vectors: np.ndarray) -> bool:
-        """True for a flat or HNSW-flat index whose stored vectors equal ``vectors`` exactly."""
-        if not (index.is_exact or index.describe()["faiss_class"] == "IndexHNSWFlat"):
+    def reproduces(self, index: Any, vectors: np.ndarray) -> bool:
+        """True for an index holding exact vectors (flat, HNSW-flat, banded) equal to ``vectors``."""
+        if not index.stores_exact_vectors:
             return False
         try:
             return bool(np.array_equal(index.vectors(), vectors))
@@ -549,9 +575,17 @@ class FaissBackend:
             return False
 
     def open(self, entry: dict | None, files: dict[str, bytes], vectors: np.ndarray | None, *,
-             verify: bool = True) -> ItemIndex:
-        """The ItemIndex deserialised from the artifact's ``index.faiss`` (``entry``, ``vectors``
-        and ``verify`` unused)."""
+             verify: bool = True) -> Any:
+        """The index deserialised from the artifact's ``index.faiss`` (an ItemIndex) or the file of a
+        kind of its own (``entry``, ``vectors`` and ``verify`` unused); RecvecError if unreadable."""
+        for name, data in files.items():
+            for target in _OWN_KINDS.values():
+                cls = _own_kind(target)
+                if name == cls.file_name:
+                    return cls.from_bytes(data)
+        if self.index_file not in files:
+            raise RecvecError(f"a FAISS artifact needs {self.index_file} or the file of a kind of its own, "
+                              f"got {sorted(files)}")
         return ItemIndex.from_bytes(files[self.index_file])
 
     def check_entry(self, entry: dict, where: str) -> dict:

@@ -43,6 +43,9 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
     """An inner-product FAISS index over ``vectors`` (n, d), trained if needed; ids are rows 0..n-1."""
     import faiss
 
+    if spec.kind == "hnsw-bands":
+        raise RecvecError(f"index {shown(str(spec))} is built by its backend (FaissBackend.build), not as one "
+                          "FAISS index")
     x = check_vectors(vectors)
     n, d = x.shape
     text = spec.factory_string(n, d)
@@ -283,7 +286,9 @@ def _faiss_message(e: Exception) -> str:
 
 
 def describe_index(index: Any) -> dict[str, Any]:
-    """Resolved parameters of a built index (kind, ntotal, M, efSearch, nlist, nprobe, ...)."""
+    """Resolved parameters of a built index (kind, ntotal, M, efSearch, nlist, nprobe, ...); an HNSW
+    index also gets ``reachable_share``: the share of its nodes a level-0 walk from the entry point
+    can reach (``breadth_first_nodes``; the rest no search returns)."""
     import faiss
 
     core = faiss.downcast_index(index)
@@ -295,8 +300,10 @@ def describe_index(index: Any) -> dict[str, Any]:
         out["reordered"] = True
     hnsw = _find_hnsw(index)
     if hnsw is not None:
+        n = int(hnsw.levels.size())
         out.update(M=int(hnsw.nb_neighbors(1)), ef_construction=int(hnsw.efConstruction),
-                   ef_search=int(hnsw.efSearch))
+                   ef_search=int(hnsw.efSearch),
+                   reachable_share=breadth_first_nodes(hnsw).size / n if n else 1.0)
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         out.update(nlist=int(ivf.nlist), nprobe=int(ivf.nprobe))
