@@ -317,12 +317,9 @@ def auto_preset(prep, eng, seed: int, minutes: float, progress: bool):
 
 
 def preset_config(preset: str, seed: int):
-    """The preset's model config (--seed, when given, overrides its seeds) and the preset itself."""
-    from dataclasses import replace
-
+    """The preset's model config (--seed, when given, overrides its seeds) and the preset itself;
+    UsageError when model flags are given beside it."""
     from click.core import ParameterSource
-
-    from recvec.indexes.presets import load_preset
 
     ctx = click.get_current_context()
     explicit = [n for n in ("model", "models", *MODEL_FLAGS)
@@ -330,9 +327,21 @@ def preset_config(preset: str, seed: int):
     if explicit:
         flags = ", ".join("--" + ("model" if n == "models" else n) for n in explicit)
         raise click.UsageError(f"--preset sets the model; drop {flags} (or leave out --preset)")
+    return preset_model(preset, seed)
+
+
+def preset_model(preset: str, seed: int):
+    """The preset's model config and the preset itself, --seed (when given on the command line)
+    overriding its seeds; no check of the other model flags (see preset_config)."""
+    from dataclasses import replace
+
+    from click.core import ParameterSource
+
+    from recvec.indexes.presets import load_preset
+
     p = load_preset(preset)
     cfg = p.model
-    if ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE:
+    if click.get_current_context().get_parameter_source("seed") == ParameterSource.COMMANDLINE:
         cfg = replace(cfg, als=replace(cfg.als, seed=seed), sequence=replace(cfg.sequence, seed=seed))
     return cfg, p
 

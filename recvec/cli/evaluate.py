@@ -20,6 +20,7 @@ from recvec.cli.common import (
     model_options,
     preset_config,
     preset_note,
+    preset_model,
     preset_option,
     show_progress,
 )
@@ -70,18 +71,9 @@ def eval_cmd(data, threshold, endpoint_url, models, encoder, pooling, factors, r
 
 def _versus_config(name: str, encoder, pooling, factors, regularization, iterations, alpha, seed):
     """--versus NAME: a model kind (the model flags' values) or a packaged preset / preset file."""
-    from dataclasses import replace
-
-    from click.core import ParameterSource
-
-    from recvec.indexes.presets import load_preset
-
     if name in MODEL_CHOICES:
         return model_config(name, encoder, pooling, factors, regularization, iterations, alpha, seed)
-    cfg = load_preset(name).model
-    if click.get_current_context().get_parameter_source("seed") == ParameterSource.COMMANDLINE:
-        cfg = replace(cfg, als=replace(cfg.als, seed=seed), sequence=replace(cfg.sequence, seed=seed))
-    return cfg
+    return preset_model(name, seed)[0]
 
 
 def _eval(eng, data, threshold, endpoint_url, models, encoder, pooling, factors, regularization, iterations, alpha,

@@ -15,6 +15,15 @@ def hit_ranks(topk: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
 
 
+def _gains(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user (hit, nDCG gain) at k, float64 (n,) each."""
+    ranks = np.asarray(ranks)
+    hit = (ranks >= 0) & (ranks < k)
+    gain = np.zeros(len(ranks))
+    gain[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
+    return hit.astype(np.float64), gain
+
+
 def recall_at_k(ranks: np.ndarray, k: int) -> float:
     """Fraction of users whose held-out item ranks within the top k."""
     ranks = np.asarray(ranks)
@@ -28,10 +37,7 @@ def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
     ranks = np.asarray(ranks)
     if len(ranks) == 0:
         return 0.0
-    hit = (ranks >= 0) & (ranks < k)
-    gains = np.zeros(len(ranks))
-    gains[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
-    return float(gains.mean())
+    return float(_gains(ranks, k)[1].mean())
 
 
 def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -42,15 +48,6 @@ def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int) -> float:
         return 0.0
     hits = sum(len(np.intersect1d(x[x >= 0], y[y >= 0])) for x, y in zip(a, b))
     return hits / float(len(b) * k)
-
-
-def _gains(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user (hit, nDCG gain) at k, float64 (n,) each."""
-    ranks = np.asarray(ranks)
-    hit = (ranks >= 0) & (ranks < k)
-    gain = np.zeros(len(ranks))
-    gain[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
-    return hit.astype(np.float64), gain
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, k: int, *, samples: int = 2000, seed: int = 0,
