@@ -18,9 +18,10 @@ by the number of the query's excluded rows in that band: ``hnsw_ef``), and stops
 score so far is at least ``|q| * M_b`` (no item of that band or any below can score more:
 Cauchy-Schwarz), so the bands it skips could not have changed the answer. Candidates are merged by
 inner product recomputed from the stored vectors (scores are inner products, not L2 distances);
-ties go to the lower row. Exclusion is exact (a FAISS ``IDSelector`` over the global rows, masked
-scores in scanned bands; a query still short of k is answered exactly), and every query's work
-depends only on that query, so batch and single calls agree.
+equal scores keep the order they were found in (bands from the largest M_b down). Exclusion is
+exact (a FAISS ``IDSelector`` over the global rows, masked scores in scanned bands; a query still
+short of k is answered exactly), and every query's work depends only on that query, so batch and
+single calls agree.
 
 Stored as one ``.npz`` file (``FILE_NAME``): each band's graph in FAISS's own format as a uint8
 array plus the band maxima -- no pickle (``np.load(allow_pickle=False)``).
