@@ -16,11 +16,13 @@ One run, in order:
    both artifacts is kept for checking;
 4. the server (``python -m recvec serve --port 0``, a subprocess) is started on a copy of artifact
    a; one client first alternates call by call between the in-process call and the served request
-   for the same user (the overhead measured side by side); then for each client count every client
-   sends its fixed number of requests back to back on its own keep-alive connection (``http.client``, one thread per client, started together); each
-   latency is the time from sending the request to having read the whole answer; QPS is all
-   requests over the wall time from the start to the last answer. Every answer is checked: status
-   200 and the ids and scores of the in-process answer (scores to 1e-5 relative);
+   for the same user, sent by each client of CLIENTS (the overhead measured side by side); then
+   for each client count every client sends its fixed number of requests back to back on its own
+   keep-alive connection (``client``: the lean client of ``httpclient.py`` by default, or
+   ``http.client``; one thread per client, started together); each latency is the time from
+   sending the request to having read the whole answer; QPS is all requests over the wall time
+   from the start to the last answer. Every answer is checked: status 200 and the ids and scores of
+   the in-process answer (scores to 1e-5 relative);
 5. the reload run: ``reload_clients`` clients as above while the main thread publishes artifact b,
    then a, ... (``save_artifact``: the atomic swap) at the live path ``reloads`` times, evenly over
    the run, each followed by ``POST /admin/reload``. Every answer must equal that user's answer from
@@ -48,6 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from recvec.benchmarks import runner
+from recvec.benchmarks.httpclient import KeepAlive
+from recvec.indexes.payload import VERSION_HEADER
 from recvec.benchmarks.results import ResultStore
 from recvec.benchmarks.serve_report import summarise, write_report
 from recvec.errors import RecvecError
@@ -55,6 +59,8 @@ from recvec.errors import RecvecError
 GROUP = "serve"
 #: How long the server may take to start (load the artifact, import the stack), seconds.
 START_TIMEOUT_S = 120.0
+#: The benchmark's HTTP clients: the lean one (``httpclient.KeepAlive``) and the standard library's.
+CLIENTS = ("socket", "http.client")
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class ServeBenchConfig:
     """``clients`` concurrency levels; ``requests`` per client; ``users`` distinct histories;
     ``reloads`` during the reload run of ``reload_clients`` clients; ``workers`` / ``server_threads``
     of the server (0: its default); ``inline`` its ``--inline/--no-inline``; ``index`` the artifact's
-    index spec; ALS ``factors`` of artifact a (b has half as many, another seed)."""
+    index spec; ALS ``factors`` of artifact a (b has half as many, another seed); ``client`` the
+    HTTP client of the timed runs (one of CLIENTS; the paired run times both)."""
 
     clients: tuple[int, ...] = (1, 8, 32)
     requests: int = 1000
@@ -78,9 +85,13 @@ class ServeBenchConfig:
     seed: int = 0
     threshold: float = 4.0
     warmup: int = 50
+    client: str = "socket"
 
     def __post_init__(self):
         from recvec.checks import check_int
+
+        if self.client not in CLIENTS:
+            raise RecvecError(f"client must be one of {', '.join(CLIENTS)}, not {self.client!r}", params=("client",))
 
         if not self.clients:
             raise RecvecError("clients: give at least one client count", params=("clients",))
@@ -155,7 +166,7 @@ def _answer(recs) -> tuple[list, list]:
 def _floor(loaded, histories: list, order: np.ndarray, k: int, warmup: int) -> dict:
     """Per-call seconds of ``Recommender.recommend`` over the users in ``order`` (``inproc_s``), and
     of the same plus the answer's JSON (``inproc_json_s``)."""
-    from recvec.indexes.payload import result_payload
+    from recvec.indexes.payload import result_payload, to_json
 
     rec = loaded.recommender
 
@@ -164,8 +175,7 @@ def _floor(loaded, histories: list, order: np.ndarray, k: int, warmup: int) -> d
 
     def with_json(i):
         h = histories[order[i]]
-        json.dumps(result_payload(loaded, {"type": "user", "items": h, "k": k}, rec.recommend(h, k)),
-                   separators=(",", ":")).encode()
+        to_json(result_payload(loaded, {"type": "user", "items": h, "k": k}, rec.recommend(h, k)))
 
     import faiss
 
@@ -273,10 +283,35 @@ def _same(got: dict, want: tuple[list, list]) -> bool:
     return bool(np.allclose(scores, want[1], rtol=1e-5, atol=1e-7))
 
 
+def poster(kind: str, port: int):
+    """``(post, close)`` of one keep-alive connection to 127.0.0.1:``port`` of client ``kind``
+    (``socket``: the lean client of ``httpclient.py``; ``http.client``: the standard library's):
+    ``post(body) -> (status, body bytes, x-recvec-artifact)`` sends POST /recommend."""
+    if kind == "socket":
+        conn = KeepAlive("127.0.0.1", port)
+
+        def post(body: bytes):
+            a = conn.request("POST", "/recommend", body)
+            return a.status, a.body, a.getheader(VERSION_HEADER)
+
+        return post, conn.close
+    if kind != "http.client":
+        raise RecvecError(f"client must be one of {', '.join(CLIENTS)}, not {kind!r}", params=("client",))
+    hc = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+
+    def post_hc(body: bytes):
+        hc.request("POST", "/recommend", body, headers)
+        r = hc.getresponse()
+        return r.status, r.read(), r.getheader(VERSION_HEADER)
+
+    return post_hc, hc.close
+
+
 def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, requests: int,
-          expected: list[dict], *, warmup: int = 0, on_progress=None) -> dict:
+          expected: list[dict], *, warmup: int = 0, on_progress=None, kind: str = "socket") -> dict:
     """``clients`` threads, each sending ``requests`` POST /recommend on its own keep-alive
-    connection (client c sends bodies[users[c * requests + j]]); ``expected[u]`` maps an artifact name
+    connection of client ``kind`` (client c sends bodies[users[c * requests + j]]); ``expected[u]`` maps an artifact name
     to user u's answer (ids, scores). Returns the per-request seconds in client order, the wall
     seconds, errors (non-200, transport failures), answers matching no artifact, the count of answers
     per artifact, and which artifact each ``x-recvec-artifact`` version answered as."""
@@ -287,11 +322,9 @@ def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, reque
     barrier = threading.Barrier(clients + 1)
 
     def client(c: int):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Content-Type": "application/json"}
+        post, close = poster(kind, port)
         for j in range(warmup):
-            conn.request("POST", "/recommend", bodies[users[(c * requests + j) % len(users)]], headers)
-            conn.getresponse().read()
+            post(bodies[users[(c * requests + j) % len(users)]])
         barrier.wait()
         answers = []
         clock = time.perf_counter
@@ -299,21 +332,18 @@ def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, reque
             u = users[c * requests + j]
             t0 = clock()
             try:
-                conn.request("POST", "/recommend", bodies[u], headers)
-                r = conn.getresponse()
-                data = r.read()
+                status, data, version = post(bodies[u])
             except (OSError, http.client.HTTPException) as e:
                 lat[c * requests + j] = clock() - t0
                 answers.append((u, None, f"{type(e).__name__}: {e}", None))
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                close()  # the next request opens a new connection
                 continue
             lat[c * requests + j] = clock() - t0
-            answers.append((u, r.status, data, r.getheader("x-recvec-artifact")))
+            answers.append((u, status, data, version))
             if on_progress is not None and j % 16 == 15:
                 with lock:
                     done[0] += 16
-        conn.close()
+        close()
         check(answers)
 
     def check(answers):  # after the timed loop: parsing is not part of the latency
@@ -356,14 +386,16 @@ def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, reque
 
 def paired(port: int, bodies: list[bytes], histories: list, users: np.ndarray, loaded, k: int) -> dict:
     """One client alternating call by call: the in-process ``recommend`` for user u (FAISS on this
-    thread alone), then POST /recommend for the same user; both timed, so drifting load on a shared
-    machine hits both alike. Returns ``paired_inproc_s``, ``paired_served_s`` and the errors."""
+    thread alone), then POST /recommend for the same user with each client of CLIENTS (one
+    connection each); all timed, so drifting load on a shared machine hits them alike. Returns
+    ``paired_inproc_s``, ``paired_served_s`` (the lean client), ``paired_served_httpclient_s`` and
+    the errors."""
     import faiss
 
     rec = loaded.recommender
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": "application/json"}
-    ours, served, errors = np.zeros(len(users)), np.zeros(len(users)), 0
+    posts = [poster(kind, port) for kind in CLIENTS]
+    times = np.zeros((1 + len(posts), len(users)))
+    errors = 0
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     clock = time.perf_counter
@@ -372,17 +404,18 @@ def paired(port: int, bodies: list[bytes], histories: list, users: np.ndarray, l
             for j, u in enumerate(users):
                 t0 = clock()
                 rec.recommend(histories[u], k)
-                t1 = clock()
-                conn.request("POST", "/recommend", bodies[u], headers)
-                r = conn.getresponse()
-                r.read()
-                t2 = clock()
-                ours[j], served[j] = t1 - t0, t2 - t1
-                errors += r.status != 200
+                times[0, j] = clock() - t0
+                for i, (post, _) in enumerate(posts, 1):
+                    t0 = clock()
+                    status = post(bodies[u])[0]
+                    times[i, j] = clock() - t0
+                    errors += status != 200
     finally:
         faiss.omp_set_num_threads(before)
-        conn.close()
-    return {"paired_inproc_s": ours, "paired_served_s": served, "errors": errors}
+        for _, close in posts:
+            close()
+    return {"paired_inproc_s": times[0], "paired_served_s": times[1], "paired_served_httpclient_s": times[2],
+            "errors": errors}
 
 
 # ----------------------------------------------------------------------------------- the run
@@ -414,7 +447,7 @@ def _run(cfg: ServeBenchConfig, data: str, out: Path, force: bool, progress: boo
         only_a = [{"a": e["a"]} for e in expected]  # no reload: every answer must be artifact a's
         for clients in cfg.clients:
             before = server.server_time()
-            r = drive(server.port, bodies, order, clients, cfg.requests, only_a, warmup=cfg.warmup)
+            r = drive(server.port, bodies, order, clients, cfg.requests, only_a, warmup=cfg.warmup, kind=cfg.client)
             after = server.server_time()
             loads.append(runner.load_average())
             arrays[f"served_c{clients}_s"] = r.pop("latency_s")
@@ -427,7 +460,7 @@ def _run(cfg: ServeBenchConfig, data: str, out: Path, force: bool, progress: boo
     finally:
         exit_code = server.stop()
     meta = {"catalogue": name, "fingerprint": fingerprint, "k": cfg.k, "items": len(loaded["a"].recommender.items),
-            "histories": len(histories), "history_len_mean": float(np.mean([len(h) for h in histories])),
+            "client": cfg.client, "histories": len(histories), "history_len_mean": float(np.mean([len(h) for h in histories])),
             "runs": runs, "paired_errors": paired_errors, "reload": reload_info, "server": info.get("server", {}),
             "server_exit_code": exit_code, "load_averages": loads, "machine": runner.machine_info(context)}
     return meta, arrays
@@ -464,7 +497,8 @@ def _reload_run(server: Server, cfg: ServeBenchConfig, bodies, order, expected, 
                            "version": body.get("version"), "load_s": body.get("load_s"),
                            "publish_and_reload_s": time.perf_counter() - t0, "at_request": int(done[0])})
 
-    r = drive(server.port, bodies, order, cfg.reload_clients, cfg.requests, expected, warmup=0, on_progress=reloader)
+    r = drive(server.port, bodies, order, cfg.reload_clients, cfg.requests, expected, warmup=0, on_progress=reloader,
+              kind=cfg.client)
     if "thread" in state:
         state["thread"].join(timeout=120)
     # with several workers the one answering may have followed the publish already (manifest watch)
@@ -490,12 +524,14 @@ def bench_serve(cfg: ServeBenchConfig, out: str | Path, *, data: str | None = No
         stored = store.save(GROUP, params, meta, arrays)
     stored = stored.loaded()
     meta = stored.meta
-    arrays = {n: stored.array(n) for n in ("inproc_s", "inproc_json_s", "reload_s", "paired_inproc_s", "paired_served_s")
+    arrays = {n: stored.array(n) for n in ("inproc_s", "inproc_json_s", "reload_s", "paired_inproc_s", "paired_served_s",
+                                           "paired_served_httpclient_s")
               + tuple(f"served_c{r['clients']}_s" for r in meta["runs"]) if stored.has_array(n)}
     summary = summarise(meta, arrays, cfg)
     files = write_report(meta, summary, out, meta.get("machine", {}).get("command") or command)  # the run's own
     return {"summary": summary["rows"], "overhead_ms": summary["overhead_ms"],
-            "paired_overhead_ms": summary["paired_overhead_ms"], "targets": summary["targets"],
+            "paired_overhead_ms": summary["paired_overhead_ms"],
+            "paired_httpclient_overhead_ms": summary["paired_httpclient_overhead_ms"], "targets": summary["targets"],
             "reloads": meta["reload"].get("reloads", []), "server": meta.get("server"),
             "load_averages": meta.get("load_averages"), "threads": meta.get("machine", {}).get("threads"),
             "files": [str(f) for f in files]}

@@ -33,15 +33,21 @@ def summarise(meta: dict, arrays: dict, cfg) -> dict:
                      "qps": len(lat) / rl["wall_s"], **percentiles_ms(lat), "errors": rl["errors"],
                      "mismatched": rl["mismatched"], "answers_a": rl["matched"].get("a", 0),
                      "answers_b": rl["matched"].get("b", 0)})
-    pair = None
+    pair = pair_hc = None
     if "paired_served_s" in arrays:
         pi, ps = percentiles_ms(arrays["paired_inproc_s"]), percentiles_ms(arrays["paired_served_s"])
         pair = ps["p50_ms"] - pi["p50_ms"]
         n = len(arrays["paired_served_s"])
+        lean = "socket client, " if "paired_served_httpclient_s" in arrays else ""
         rows[2:2] = [{"mode": "in-process, alternating with served", "clients": 1, "requests": n, **pi, "errors": 0,
                       "mismatched": 0},
-                     {"mode": "served, alternating with in-process", "clients": 1, "requests": n, **ps,
+                     {"mode": f"served ({lean}alternating with in-process)", "clients": 1, "requests": n, **ps,
                       "errors": meta.get("paired_errors", 0), "mismatched": None}]
+        if lean:
+            ph = percentiles_ms(arrays["paired_served_httpclient_s"])
+            pair_hc = ph["p50_ms"] - pi["p50_ms"]
+            rows.insert(4, {"mode": "served (http.client, alternating with in-process)", "clients": 1, "requests": n,
+                            **ph, "errors": None, "mismatched": None})
     one = next((r for r in rows if r["mode"] == "served (HTTP)" and r["clients"] == 1), None)
     overhead = one["p50_ms"] - rows[0]["p50_ms"] if one else None
     served = [r for r in rows if r["mode"] == "served (HTTP)"]
@@ -64,7 +70,8 @@ def summarise(meta: dict, arrays: dict, cfg) -> dict:
         {"target": "graceful stop: SIGTERM ends the server with exit code 0",
          "measured": f"exit code {meta.get('server_exit_code')}", "met": meta.get("server_exit_code") == 0},
     ]
-    return {"rows": rows, "overhead_ms": overhead, "paired_overhead_ms": pair, "targets": targets}
+    return {"rows": rows, "overhead_ms": overhead, "paired_overhead_ms": pair, "paired_httpclient_overhead_ms": pair_hc,
+            "targets": targets}
 
 
 COLUMNS = [("mode", "what", ""), ("clients", "clients", "d"), ("requests", "requests", ",d"), ("qps", "QPS", ".0f"),
@@ -110,10 +117,13 @@ def write_report(meta: dict, summary: dict, out: Path, command: str | None) -> l
         f"Reproduce: `{command or 'recvec bench serve'}`", "",
         (f"{meta['histories']:,} users' train histories (mean {meta['history_len_mean']:.0f} items), POST /recommend "
          f"k={meta.get('k', 10)}; server: {srv.get('workers')} worker(s), {srv.get('search_threads')} search threads; "
-         "clients: one thread and keep-alive connection each, in the benchmark's process."), "",
+         f"clients: one thread and keep-alive connection each ({meta.get('client', 'http.client')}), in the "
+         "benchmark's process."), "",
         markdown_table(summary["rows"], COLUMNS), "",
         f"HTTP overhead at 1 client (served p50 - in-process p50): **{summary['overhead_ms']:.3f} ms** (the "
         f"runs one after the other), **{summary['paired_overhead_ms']:.3f} ms** (alternating call by call)"
+        + (f"; with Python's http.client as the client, alternating: {summary['paired_httpclient_overhead_ms']:.3f} ms"
+           if summary.get("paired_httpclient_overhead_ms") is not None else "")
         if summary["overhead_ms"] is not None and summary["paired_overhead_ms"] is not None else "", "",
         "## Targets", "",
         *[f"- [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['measured']}" for t in summary["targets"]], "",

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from recvec.errors import RecvecError, shorten
+from recvec.indexes.payload import VERSION_HEADER, to_json
 from recvec.serve import queries
 from recvec.serve.config import CONFIG_ENV, TOKEN_ENV, Limits, ServeConfig
 from recvec.serve.holder import IndexHolder
@@ -31,7 +32,6 @@ from recvec.serve.metrics import ServeMetrics
 from recvec.serve.queries import ApiError
 
 log = logging.getLogger("recvec.serve")
-VERSION_HEADER = "x-recvec-artifact"
 
 
 def _search_thread() -> None:
@@ -341,8 +341,7 @@ def create_app(config: ServeConfig, holder: IndexHolder | None = None):
         hand-offs a lone request would otherwise pay; under concurrency every search goes to the pool."""
         def work():
             with holder.use() as snap:
-                payload = fn(snap, *args, **kwargs)
-                return json.dumps(payload, separators=(",", ":")).encode("utf-8"), snap.version
+                return to_json(fn(snap, *args, **kwargs)), snap.version
 
         if inline and config.inline_single and busy[0] == 0:
             busy[0] += 1

@@ -150,8 +150,7 @@ def _fetch_k(snap, k: int, history, extra) -> int:
         more = sum(1 for e in (extra.tolist() if isinstance(extra, np.ndarray) else extra) if e not in hist)
     available = n - len(distinct) - more
     if k > available:
-        raise ApiError(422, "out_of_range", f"k {k} is larger than the {max(available, 0):,} items that can be "
-                       f"returned ({n:,} in the index, minus the history and exclude)", "k")
+        raise _too_few(k, available, n)
     return k + more
 
 
@@ -175,10 +174,12 @@ def recommend(snap, items: list, *, k: int, timestamps: list | None = None, excl
     """Top-k for one history (``items``, oldest first), its items and ``exclude`` excluded; the
     ``query --json`` shape. ``params``: ef_search / nprobe (None: the index's default)."""
     times = check_times(timestamps, len(items), "timestamps")
+    rec = snap.loaded.recommender
+    if not exclude and snap.int_ids and _all_int64(items):
+        return _recommend_ints(snap, items, k, times, unknown, params)
     hist, times, skipped = known_ids(snap, items, "items", unknown, times)
     extra = _exclusions(snap, exclude)
     fetch = _fetch_k(snap, k, hist, extra)
-    rec = snap.loaded.recommender
     try:
         recs = rec.recommend(hist, fetch, timestamps=None if times is None else [times], **params)
     except RecvecError as e:
@@ -188,6 +189,33 @@ def recommend(snap, items: list, *, k: int, timestamps: list | None = None, excl
         recs = dataclasses.replace(recs, skipped=tuple(skipped))
     query = _query("user", k, params, items=items, **({"exclude": exclude} if exclude else {}))
     return result_payload(snap.loaded, query, recs)
+
+
+def _all_int64(values: list) -> bool:
+    """Every value a Python int (not a bool) within int64."""
+    if set(map(type, values)) - {int}:
+        return False
+    return not values or (INT64_MIN <= min(values) and max(values) <= INT64_MAX)
+
+
+def _recommend_ints(snap, items: list, k: int, times, unknown: str, params: dict) -> dict:
+    """``recommend`` for the common request (integer ids on an integer artifact, no ``exclude``):
+    the Recommender looks the ids up once and names unknown ones itself; a k over the items the
+    history leaves is the same 422 as on the general path (the Recommender cuts k and says so)."""
+    rec = snap.loaded.recommender
+    try:
+        recs = rec.recommend(np.asarray(items, dtype=np.int64), k, unknown=unknown,
+                             timestamps=None if times is None else [times], **params)
+    except RecvecError as e:
+        raise api_error(e, "items") from None
+    if recs.note is not None:
+        raise _too_few(k, len(recs.ids), len(rec.items))
+    return result_payload(snap.loaded, _query("user", k, params, items=items), recs)
+
+
+def _too_few(k: int, available: int, n: int) -> ApiError:
+    return ApiError(422, "out_of_range", f"k {k} is larger than the {max(available, 0):,} items that can be "
+                    f"returned ({n:,} in the index, minus the history and exclude)", "k")
 
 
 def recommend_batch(snap, histories: list, *, k: int, timestamps: list | None = None, exclude: list | None = None,
