@@ -174,3 +174,15 @@ def test_vocabulary_dense_table_and_search_paths_agree():
     assert small.rows([], missing="mask").tolist() == []
     with pytest.raises(UnknownIdError, match="7"):
         small.rows([3, 7])
+
+
+def test_top_k_row_equals_a_full_sort_ties_by_lower_row():
+    """The partition-then-sort top-k (Recommender.similar, the exact numpy search) returns what a
+    full stable sort does, ties at the boundary included, and every row when k >= n."""
+    from recvec.engine.recommender import top_k_row
+
+    rng = np.random.default_rng(0)
+    for n, k in [(1, 1), (10, 3), (1000, 10), (50, 50), (5, 9)]:
+        s = rng.integers(0, 4, n).astype(np.float32)  # many ties
+        s[0] = -np.inf
+        assert top_k_row(s, k).tolist() == np.lexsort((np.arange(n), -s))[:k].tolist()

@@ -174,3 +174,12 @@ def test_bench_read_runs_small(tmp_path):
     assert {(x["format"], x["ids"]) for x in r["rows"]} == {("parquet", "integer"), ("parquet", "string")}
     assert all(x["rows"] == 20_000 and x["recvec_s"] > 0 and x["pyarrow_s"] > 0 for x in r["rows"])
     assert list(tmp_path.iterdir()) == []  # the generated files are removed
+
+
+def test_bench_read_csv_has_the_system_pool_baseline(tmp_path):
+    """CSV rows also time pyarrow's reader on the system allocator (the pool recvec reads CSV with)."""
+    res = run("bench", "read", "--rows", 5_000, "--repeats", 1, "--formats", "csv", "--tmp", tmp_path, "--json")
+    rows = json.loads(res.output)["rows"]
+    assert {x["ids"] for x in rows} == {"integer", "string"}
+    for x in rows:
+        assert x["pyarrow_system_s"] > 0 and x["ratio_vs_system"] == pytest.approx(x["recvec_s"] / x["pyarrow_system_s"])

@@ -10,7 +10,7 @@ import pytest
 from recvec.engine.data import Ratings, load_dataset
 from recvec.engine.models import fit as fitmod
 from recvec.engine.split import Split, leave_last_out, validation_split
-from recvec.engine.tune import SearchSpace, TuneSettings, select, tune
+from recvec.engine.tune import SearchSpace, TuneSettings, family, select, tune
 from recvec.errors import RecvecError
 
 SPACE = SearchSpace(factors=(4, 8, 16), regularization=(0.01, 0.1, 1.0), alpha=(1.0, 2.0), iterations=(3, 5),
@@ -88,12 +88,42 @@ def test_selection_never_reads_the_test_split(data):
     assert guard.reads == []
     assert events.index("selected") < events.index("test")
     assert "trial" in events and events.count("test") == 1
-    # the chosen trial is the best validation trial; the test figures are the refit's
-    assert result.chosen == max(result.trials, key=lambda t: (t.recall, t.ndcg))
+    # the chosen trial is the best of those confirmed on the second fold (mean of the two folds); the
+    # test figures are the refit's
+    confirmed = [t for t in result.trials if t.second is not None]
+    assert result.chosen in confirmed and len(confirmed) >= SETTINGS.confirm
+    assert result.chosen == max(confirmed, key=lambda t: (t.recall + t.second[0], t.ndcg + t.second[1]))
+    assert max(result.trials, key=lambda t: (t.recall, t.ndcg)).second is not None  # the first fold's best is among them
     assert result.test is not None and result.test.users == len(split.evaluable()[0])
     stages = {t.stage for t in result.trials}
     assert {"als+query-weighting", "hybrid"} <= stages
     assert len({json.dumps(t.config.to_dict(), sort_keys=True) for t in result.trials}) == len(result.trials)
+
+
+def test_given_configurations_and_the_second_fold(data):
+    """Configurations given beside the search are candidates and confirmed on the second fold with
+    the best of each family; with confirm=0 the first fold's best is chosen and nothing is confirmed.
+    The second fold is the first fold's leave-last-out (its third-to-last positive), never test."""
+    ds, split = data
+    given = fitmod.ModelConfig(kind="transition")
+    settings = TuneSettings(budget=2, seed=0, space=SPACE, hybrid=False, also=(given,), confirm=2)
+    val = validation_split(split)
+    chosen, trials = select(val, ds.catalog, settings)
+    mine = [t for t in trials if t.stage == "given"]
+    assert [t.config for t in mine] == [given] and mine[0].second is not None
+    families = {family(t.config) for t in trials}
+    confirmed = [t for t in trials if t.second is not None]
+    assert {family(t.config) for t in confirmed} == families
+    assert chosen == max(confirmed, key=lambda t: t.key())
+    second = validation_split(val)
+    ev = fitmod.evaluate_model(fitmod.fit_model(second, ds.catalog, chosen.config), second)
+    assert chosen.second == pytest.approx((ev.recall, ev.ndcg))
+    first_only, trials0 = select(val, ds.catalog, TuneSettings(budget=2, seed=0, space=SPACE, hybrid=False,
+                                                              also=(given,), confirm=0))
+    assert all(t.second is None for t in trials0)
+    assert first_only == max(trials0, key=lambda t: (t.recall, t.ndcg))
+    with pytest.raises(RecvecError, match="confirm"):
+        TuneSettings(confirm=-1)
 
 
 def test_a_still_armed_guard_does_fire(data):

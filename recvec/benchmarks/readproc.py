@@ -31,7 +31,8 @@ def _reset_peak() -> bool:
 
 
 def read_once(path: str, which: str, queue) -> None:
-    """Import, then time one read of ``path`` by ``which`` ("pyarrow": its reader alone; "recvec":
+    """Import, then time one read of ``path`` by ``which`` ("pyarrow": its reader alone;
+    "pyarrow-system": the same on the system allocator, as recvec reads CSV; "recvec":
     ``load_dataset``, then its fingerprint, timed apart); put (seconds, peak RSS KiB, RSS KiB before
     the read, extra facts) on ``queue``."""
     import resource
@@ -54,8 +55,9 @@ def read_once(path: str, which: str, queue) -> None:
     base = _status_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     extra: dict = {"pyarrow_cpu_count": pa.cpu_count(), "pyarrow_io_threads": pa.io_thread_count()}
     t0 = time.perf_counter()
-    if which == "pyarrow":
-        table = pq.read_table(path) if path.endswith(".parquet") else pacsv.read_csv(path)
+    if which in ("pyarrow", "pyarrow-system"):  # the reader alone (CSV: its default pool, or the system allocator)
+        pool = pa.system_memory_pool() if which == "pyarrow-system" else None
+        table = pq.read_table(path) if path.endswith(".parquet") else pacsv.read_csv(path, memory_pool=pool)
         seconds = time.perf_counter() - t0
         extra["rows"] = table.num_rows
     else:
@@ -69,7 +71,7 @@ def read_once(path: str, which: str, queue) -> None:
         extra["string_ids"] = ds.ratings.user_labels is not None
     peak = _status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     extra["peak_exact"] = exact
-    if which != "pyarrow":
+    if which == "recvec":
         t1 = time.perf_counter()
         _ = ds.fingerprint
         extra["fingerprint_s"] = time.perf_counter() - t1

@@ -86,13 +86,21 @@ def write_interactions(directory: str | Path, *, rows: int = ML25M["rows"], user
 
 def _measure(path: Path, which: str) -> dict:
     import multiprocessing as mp
+    import queue as queues
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=read_once, args=(str(path), which, queue))
     proc.start()
     try:
-        seconds, peak_kb, base_kb, extra = queue.get(timeout=3600)
+        while True:  # until the child answers, or dies without answering (its traceback is on stderr)
+            try:
+                seconds, peak_kb, base_kb, extra = queue.get(timeout=1.0)
+                break
+            except queues.Empty:
+                if not proc.is_alive() and queue.empty():
+                    proc.join()
+                    raise RuntimeError(f"the {which} read of {path.name} failed (exit code {proc.exitcode})") from None
     finally:
         proc.join()
     if proc.exitcode:
@@ -103,7 +111,8 @@ def _measure(path: Path, which: str) -> dict:
 def benchmark_read(*, rows: int = ML25M["rows"], repeats: int = 3, seed: int = 0, tmp: str | None = None,
                    formats: tuple[str, ...] = ("csv", "parquet"), keep: bool = False, progress=None) -> dict:
     """Generate the tables (integer and string ids) in a temporary directory under ``tmp`` and time
-    recvec's load against pyarrow's read of each, ``repeats`` times alternately in fresh processes.
+    recvec's load against pyarrow's read of each (for CSV also pyarrow's read on the system
+    allocator, the pool recvec reads CSV with), ``repeats`` times alternately in fresh processes.
     Returns the rows (one per format x id kind: best seconds, peak and read memory of each side,
     the ratio recvec / pyarrow, the string-id cost), the machine's load average before and after,
     the CPUs and pyarrow's thread counts. The directory is removed unless ``keep``."""
@@ -120,9 +129,10 @@ def benchmark_read(*, rows: int = ML25M["rows"], repeats: int = 3, seed: int = 0
             paths = write_interactions(root, rows=rows, seed=seed, string_ids=string_ids, formats=formats)
             say(f"wrote {', '.join(p.name for p in paths.values())} ({time.perf_counter() - t0:.0f} s)")
             for fmt, path in paths.items():
-                runs: dict[str, list[dict]] = {"pyarrow": [], "recvec": []}
+                sides = ("pyarrow", "pyarrow-system", "recvec") if fmt == "csv" else ("pyarrow", "recvec")
+                runs: dict[str, list[dict]] = {w: [] for w in sides}
                 for _ in range(repeats):
-                    for which in ("pyarrow", "recvec"):
+                    for which in sides:
                         runs[which].append(_measure(path, which))
                         say(f"{path.name} {which}: {runs[which][-1]['seconds']:.2f} s")
                 best = {w: min(r, key=lambda x: x["seconds"]) for w, r in runs.items()}
@@ -143,6 +153,11 @@ def benchmark_read(*, rows: int = ML25M["rows"], repeats: int = 3, seed: int = 0
                     "fingerprint_s": min(r["fingerprint_s"] for r in runs["recvec"]),
                     "pyarrow_cpu_count": base["pyarrow_cpu_count"], "pyarrow_io_threads": base["pyarrow_io_threads"],
                 })
+                if "pyarrow-system" in best:  # recvec reads CSV on the system allocator: that baseline too
+                    results[-1].update({
+                        "pyarrow_system_s": best["pyarrow-system"]["seconds"],
+                        "ratio_vs_system": ours["seconds"] / best["pyarrow-system"]["seconds"],
+                        "pyarrow_system_runs_s": [r["seconds"] for r in runs["pyarrow-system"]]})
             if not keep:
                 for path in paths.values():
                     path.unlink()

@@ -459,7 +459,9 @@ def bench_read_cmd(rows, formats, repeats, seed, tmp, as_json, quiet):
         click.echo(json.dumps(r, indent=2))
         return
     emit_table(r["rows"], [("format", "format", ""), ("ids", "ids", ""), ("rows", "rows", ","),
-                           ("pyarrow_s", "pyarrow s", ".2f"), ("recvec_s", "recvec s", ".2f"), ("ratio", "ratio", ".2f"),
+                           ("pyarrow_s", "pyarrow s", ".2f"), ("pyarrow_system_s", "pyarrow s (system pool)", ".2f"),
+                           ("recvec_s", "recvec s", ".2f"), ("ratio", "ratio", ".2f"),
+                           ("ratio_vs_system", "ratio (system pool)", ".2f"),
                            ("pyarrow_peak_mb", "pyarrow peak MB", ",.0f"), ("recvec_peak_mb", "recvec peak MB", ",.0f"),
                            ("fingerprint_s", "fingerprint s", ".2f"), ("string_cost_vs_integer", "vs int ids", ".2f")])
     click.echo(f"load average {r['load_average_before']} -> {r['load_average_after']}; {r['cpus_available']} CPUs; "

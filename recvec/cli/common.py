@@ -303,15 +303,18 @@ def preset_option(f):
 
 def auto_preset(prep, eng, seed: int, minutes: float, progress: bool):
     """``(config, Preset)`` for ``--preset auto`` on the split ``prep`` of engine ``eng`` (local): the
-    choice of :func:`recvec.engine.tune.auto_select`, said on stderr."""
+    choice of :func:`recvec.engine.tune.auto_select` (the packaged ALS / EASE / transition presets
+    among its candidates), said on stderr."""
     from recvec.engine.tune import auto_select
-    from recvec.indexes.presets import Preset
+    from recvec.indexes.presets import Preset, candidate_configs
 
     ds = prep.dataset
     t0 = time.perf_counter()
-    chosen = auto_select(eng.local_split(prep), ds.catalog, minutes, seed=seed, progress=progress)
-    click.echo(f"note: --preset auto chose {chosen.config.name} on this data's validation split (Recall@10 "
-               f"{chosen.recall:.4f}; {time.perf_counter() - t0:.0f} s of a {minutes:g}-minute budget)", err=True)
+    chosen = auto_select(eng.local_split(prep), ds.catalog, minutes, seed=seed, progress=progress,
+                         also=candidate_configs())
+    folds = "mean of two validation folds" if chosen.second is not None else "validation split"
+    click.echo(f"note: --preset auto chose {chosen.config.name} on this data's {folds} (Recall@10 "
+               f"{chosen.key()[0]:.4f}; {time.perf_counter() - t0:.0f} s of a {minutes:g}-minute budget)", err=True)
     return chosen.config, Preset(name=AUTO, model=chosen.config, description="chosen by --preset auto",
                                  chosen_on={"data": ds.source, "fingerprint": ds.fingerprint})
 

@@ -37,6 +37,12 @@ from recvec.cli.common import SEED, FiniteFloat, count, data_options, emit_table
 @click.option("--budget-minutes", type=FiniteFloat(min=0, max=1e6), default=0, show_default=True,
               help="Wall-clock budget of the selection (0: none): stages that would start after it are skipped "
                    "and said; the choice is the best of what ran.")
+@click.option("--confirm", type=count(0, 1000), default=6, show_default=True,
+              help="Candidates (the best distinct ones; also the best of each family and the packaged presets) "
+                   "refitted on a second validation fold (each user's third-to-last positive) and chosen by the "
+                   "mean of the two folds; 0: the first fold alone decides.")
+@click.option("--presets/--no-presets", "with_presets", default=True, show_default=True,
+              help="Weigh the packaged ALS / EASE / transition presets as candidates beside the search.")
 @click.option("--out", default=None,
               help="Where to save every trial, the chosen configuration and its test figures (JSON; usable "
                    "as --preset FILE). Default: results/tune/DATASET.json. A file there that is not a recvec "
@@ -44,7 +50,7 @@ from recvec.cli.common import SEED, FiniteFloat, count, data_options, emit_table
 @click.option("--json", "as_json", is_flag=True, help="Print the saved JSON instead of a summary.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooling, sequence, sequence_epochs, k, peers,
-             target, budget_minutes, out, as_json, quiet):
+             target, budget_minutes, confirm, with_presets, out, as_json, quiet):
     """Select hyperparameters on a validation split, then report test once.
 
     Validation: each user's second-to-last positive is held out from train; the test split (each
@@ -57,11 +63,13 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
     from recvec.engine.models.sequence import SequenceConfig
     from recvec.engine.split import leave_last_out
     from recvec.engine.tune import TuneSettings, tune
+    from recvec.indexes.presets import candidate_configs
 
     seq = SequenceConfig() if sequence_epochs is None else replace(SequenceConfig(), epochs=sequence_epochs)
     settings = TuneSettings(budget=budget, seed=seed, k=k, hybrid=hybrid, encoder=encoder, pooling=pooling,
                             sequence=sequence, sequence_config=seq, peers=peers, target=target,
-                            minutes=budget_minutes)
+                            minutes=budget_minutes, confirm=confirm,
+                            also=candidate_configs() if with_presets else ())
     progress = show_progress(quiet)
     ds = load_dataset(data, endpoint_url=endpoint_url, progress=progress)
     out = _tune_out(out, ds.source)  # checked before the long run
@@ -78,10 +86,15 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
         elif event == "trial":
             click.echo(f"[{t:6.0f}s] #{info['n']:<3} {info['stage']:<22} val R@{k} {info['val_recall']:.4f} "
                        f"NDCG@{k} {info['val_ndcg']:.4f}  {info['model']}", err=True)
+        elif event == "confirmed":
+            click.echo(f"[{t:6.0f}s] second fold: {info['model']} val R@{k} {info['val_recall']:.4f} / "
+                       f"{info['val2_recall']:.4f}, mean {info['mean_recall']:.4f}", err=True)
         elif event == "skipped":
             click.echo(f"[{t:6.0f}s] skipped {info['stage']}: {info['why']}", err=True)
         elif event == "selected":
-            click.echo(f"[{t:6.0f}s] selected on validation: {info['model']} (val R@{k} {info['val_recall']:.4f}); "
+            how = f"mean of 2 folds {info['selection_recall']:.4f}" if info["folds"] == 2 else \
+                f"val R@{k} {info['val_recall']:.4f}"
+            click.echo(f"[{t:6.0f}s] selected on validation: {info['model']} ({how}); "
                        "refitting on the full train split for the one test evaluation", err=True)
 
     result = tune(split, ds.catalog, settings, report=report, progress=progress)
@@ -93,8 +106,10 @@ def tune_cmd(data, threshold, endpoint_url, budget, seed, hybrid, encoder, pooli
         click.echo(json.dumps(payload, indent=2))
         return
     test = payload.get("test", {})
+    second = "" if result.chosen.second is None else \
+        f", second fold {result.chosen.second[0]:.4f} / {result.chosen.second[1]:.4f}"
     click.echo(f"chosen: {result.chosen.config.name}  (validation Recall@{k} {result.chosen.recall:.4f}, "
-               f"NDCG@{k} {result.chosen.ndcg:.4f}; {len(result.trials)} trials in {result.seconds:.0f} s)")
+               f"NDCG@{k} {result.chosen.ndcg:.4f}{second}; {len(result.trials)} trials in {result.seconds:.0f} s)")
     click.echo(f"test (once): Recall@{k} {test.get('recall', float('nan')):.4f}  NDCG@{k} "
                f"{test.get('ndcg', float('nan')):.4f}  Recall@20 {test.get('recall@20', float('nan')):.4f}  "
                f"users {test.get('users', 0):,}")

@@ -46,6 +46,16 @@ def check_k(k: int, available: int) -> int:
     return int(k)
 
 
+def top_k_row(scores: np.ndarray, k: int) -> np.ndarray:
+    """The rows of the k largest of ``scores`` (n,), best first, equal scores by the lower row: a
+    partition, then a sort of the k (plus boundary ties) kept, not a sort of all n."""
+    if k >= len(scores):
+        return np.lexsort((np.arange(len(scores)), -scores))
+    kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th largest score
+    top = np.flatnonzero(scores >= kth)
+    return top[np.lexsort((top, -scores[top]))][:k]
+
+
 def fitting_k(k: int, available: int) -> tuple[int, str | None]:
     """``(min(k, available), note)``: a valid k (else RecvecError naming ``k``) cut to the items a
     call can return, and the note saying so when it was cut (None when it was not)."""
@@ -187,7 +197,7 @@ class Recommender:
         v = self._unit
         s = v @ v[row]
         s[row] = -np.inf
-        top = np.lexsort((np.arange(len(s)), -s))[:k]
+        top = top_k_row(s, k)
         return Recommendations(self.items.id_of(top), s[top].astype(np.float32), note=note)
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, **query_params) -> list[Recommendations]:

@@ -128,3 +128,14 @@ def load_preset(name_or_path: str) -> Preset:
 def list_presets() -> list[Preset]:
     """Every packaged preset, loaded; RecvecError if one is malformed."""
     return [load_preset(n) for n in preset_names()]
+
+
+#: Model kinds a selection can refit in seconds (no text encoder, no training run).
+QUICK_KINDS = ("als", "als-time", "ease", "transition")
+
+
+def candidate_configs(kinds: tuple[str, ...] = QUICK_KINDS) -> tuple[ModelConfig, ...]:
+    """The model configs of the packaged presets whose model is of one of ``kinds`` (by preset
+    name): the candidates a selection on another dataset's validation split weighs beside its own
+    search (a preset never becomes a dataset's choice unless it wins there)."""
+    return tuple(p.model for p in list_presets() if p.model.kind in kinds)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recvec.engine.recommender import top_k_row
 from recvec.errors import RecvecError
 from recvec.indexes import backends
 from recvec.indexes.backends.base import (
@@ -510,11 +511,8 @@ def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
             for j in range(s.shape[0]):
                 s[j, excl[start + j]] = -np.inf
         for j in range(s.shape[0]):
-            row = s[j]
-            kth = -np.partition(-row, k - 1)[k - 1]  # the k-th largest score
-            top = np.flatnonzero(row >= kth)
-            top = top[np.lexsort((top, -row[top]))][:k]
-            rows[start + j], scores[start + j] = top, row[top]
+            top = top_k_row(s[j], k)
+            rows[start + j], scores[start + j] = top, s[j][top]
     return rows, scores
 
 
