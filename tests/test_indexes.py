@@ -371,7 +371,8 @@ def test_hnsw_filtered_recall_on_ml1m_als(ml1m_dir):
 def test_blocked_exact_batches_match_brute_force_across_blocks_and_input_forms(monkeypatch, data):
     """The blocked exact path (batches of 20+ queries) over several item blocks and query chunks,
     with exclusions given sorted-unique (the vectorised check), or unsorted with repeats as int32."""
-    from recvec.indexes.backends import faiss as search_mod
+    from recvec.indexes.backends import faiss_exact as search_mod
+    from recvec.threads import set_threads
 
     monkeypatch.setattr(search_mod, "_BLOCK_ITEMS", 700)  # 5,000 items: 8 blocks, the last partial
     monkeypatch.setattr(search_mod, "_BLOCK_FLOATS", 700 * 30)  # 30 queries per chunk
@@ -379,12 +380,21 @@ def test_blocked_exact_batches_match_brute_force_across_blocks_and_input_forms(m
     ref_rows, ref_scores = brute_force_search(data["items"], data["queries"], 20, data["exclude"])
     canonical = [np.unique(e) for e in data["exclude"]]
     messy = [np.r_[e[::-1], e[:3]].astype(np.int32) for e in data["exclude"]]
-    for exclude in (data["exclude"], canonical, messy):
-        rows, scores = ix.search(data["queries"], 20, exclude=exclude)
-        np.testing.assert_array_equal(rows, ref_rows)
-        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
-    rows, _ = ix.search(data["queries"], 20)
-    np.testing.assert_array_equal(rows, brute_force_search(data["items"], data["queries"], 20)[0])
+    # on the calling thread, then split over 3 threads (as when numpy's BLAS runs on one)
+    for split in (False, True):
+        if split:
+            monkeypatch.setattr(search_mod, "_numpy_blas_threads", lambda: 1)
+            monkeypatch.setattr(search_mod, "_SPLIT_MIN_MACS", 0)
+            set_threads(3)
+        try:
+            for exclude in (data["exclude"], canonical, messy):
+                rows, scores = ix.search(data["queries"], 20, exclude=exclude)
+                np.testing.assert_array_equal(rows, ref_rows)
+                np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
+            rows, _ = ix.search(data["queries"], 20)
+            np.testing.assert_array_equal(rows, brute_force_search(data["items"], data["queries"], 20)[0])
+        finally:
+            set_threads(None)
 
 
 def test_sorted_exclusions_out_of_range_are_still_refused(data):

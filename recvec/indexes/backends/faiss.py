@@ -5,9 +5,10 @@ Results are item rows (0..n-1) and scores; mapping rows to external ids happens 
 Exclusion (a user's history) is exact for every index kind: a query never gets an excluded row,
 never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exclusion):
 
-* exact (flat) batches of ``_BLOCKED_MIN_QUERIES`` or more queries: blocked BLAS matmul with the
-  excluded scores set to -inf and FAISS's C++ top-k heaps (measured faster than
-  ``IndexFlatIP.search`` itself, which excludes nothing).
+* exact (flat) batches of ``_BLOCKED_MIN_QUERIES`` or more queries (``faiss_exact.py``): blocked
+  BLAS matmul with the excluded scores set to -inf and FAISS's C++ top-k heaps (several times
+  faster than ``IndexFlatIP.search`` itself, which excludes nothing, at d = 64; about even at
+  d = 384, where the matmul dominates).
 * otherwise flat, scalar-quantiser, HNSW and IVF indexes: FAISS ``IDSelector`` search parameters
   (a bitmap for the exhaustive kinds, a negated ``IDSelectorBatch`` for HNSW/IVF, which test only
   the items they visit), one call per distinct exclusion set (queries sharing a set are
@@ -39,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recvec.engine.recommender import top_k_row
 from recvec.errors import RecvecError
 from recvec.indexes import backends
 from recvec.indexes.backends.base import (
@@ -49,6 +49,7 @@ from recvec.indexes.backends.base import (
     check_k,
     hnsw_ef,
 )
+from recvec.indexes.backends.faiss_exact import brute_force_search, faiss_vectors, search_blocked
 from recvec.indexes.backends.faiss_build import (
     build_index,
     check_metric,
@@ -60,14 +61,9 @@ from recvec.indexes.spec import IndexSpec, QueryParams
 if TYPE_CHECKING:  # pragma: no cover
     import faiss
 
-#: Exact (flat) batches of at least this many queries are scored by blocked BLAS matmul (see
-#: ``ItemIndex._search_blocked``); fewer go through FAISS's own search (with the selector).
+#: Exact (flat) batches of at least this many queries are scored by blocked BLAS matmul
+#: (``faiss_exact.search_blocked``); fewer go through FAISS's own search (with the selector).
 _BLOCKED_MIN_QUERIES = 20
-#: Items per block and the bound on one block of scores (queries x items floats) in that path.
-#: Chosen by measurement: blocks of this size, and a range of sizes around it, beat both raw
-#: IndexFlatIP.search and the selector path on batch throughput.
-_BLOCK_ITEMS = 16_384
-_BLOCK_FLOATS = 1 << 24
 #: A FAISS call spreads its queries over the OpenMP team only from this many queries on.
 _TEAM_MIN_QUERIES = 8
 #: Queries per chunk in the batched exact path (bounds the over-fetch buffer: chunk x (k + excl)).
@@ -246,7 +242,8 @@ class ItemIndex:
             if (rows < 0).any():
                 self._complete(q, k, rows, scores, ex, np.zeros(1, dtype=np.int64), g_ef, probe)
         elif self._exact and q.shape[0] >= _BLOCKED_MIN_QUERIES:
-            self._search_blocked(q, k, excl, rows, scores)
+            x = faiss_vectors(self._index, self.ntotal, self.dim)
+            search_blocked(x, q, k, excl, rows, scores)
         elif excl is None:
             d, i = self._faiss_search(q, k, ef=ef, nprobe=probe)
             rows[:], scores[:] = i, d
@@ -324,65 +321,6 @@ class ItemIndex:
 
             raise RecvecError(f"FAISS index {type(faiss.downcast_index(self._index)).__name__} ignored the "
                               "exclusion selector; this index type cannot be searched with exclusions")
-
-    def _search_blocked(self, q, k, excl, rows, scores) -> None:
-        """Exact batches: scores of (query chunk x item block) by one BLAS matmul, each query's
-        excluded rows set to -inf in the block, FAISS's C++ top-k heaps updated per block.
-
-        This is what ``IndexFlatIP.search`` does internally for batches, with the exclusion added
-        for free and blocks sized for this machine's caches and BLAS (it beats the raw search:
-        ``recvec bench latency``). Exact: every score is computed; only the masked ones are dropped."""
-        import faiss
-
-        nq, ntotal = q.shape[0], self.ntotal
-        x = faiss.rev_swig_ptr(self._index.get_xb(), ntotal * self.dim).reshape(ntotal, self.dim)
-        bx = min(ntotal, _BLOCK_ITEMS)
-        bq = max(1, min(nq, _BLOCK_FLOATS // bx))
-        nblocks = -(-ntotal // bx)
-        if excl is not None:
-            sizes = np.fromiter((a.size for a in excl), dtype=np.int64, count=nq)
-            ex_q = np.repeat(np.arange(nq, dtype=np.int64), sizes)
-            ex_row = np.concatenate(excl)
-            starts = np.concatenate([[0], np.cumsum(sizes)])
-        # The matmul runs on numpy's BLAS threads; the heaps on this thread alone: FAISS's OpenMP team
-        # waking between BLAS calls fights the BLAS threads for the cores (measured at 100k x 64, 2
-        # cores: 163 vs 184 ms per 1,000 queries; ML-1M size: 5.7 vs 7.6 ms). omp_set_num_threads
-        # sets the calling thread's own OpenMP setting, so other threads' searches are unaffected.
-        omp_before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            for qs in range(0, nq, bq):
-                qe = min(nq, qs + bq)
-                heaps = faiss.float_minheap_array_t()  # a min-heap per query keeps the k largest scores
-                heaps.k, heaps.nh = k, qe - qs
-                heaps.val, heaps.ids = faiss.swig_ptr(scores[qs:qe]), faiss.swig_ptr(rows[qs:qe])
-                heaps.heapify()
-                if excl is not None:  # this chunk's (query, row) exclusions, grouped by item block
-                    lo, hi = starts[qs], starts[qe]
-                    cq, cr = ex_q[lo:hi] - qs, ex_row[lo:hi]
-                    if nblocks > 1:
-                        block_of = (cr // bx).astype(np.uint16 if nblocks < 1 << 16 else np.int64)
-                        order = np.argsort(block_of, kind="stable")  # a radix sort for uint16
-                        cq, cr = cq[order], cr[order]
-                        bounds = np.searchsorted(block_of[order], np.arange(nblocks + 1))
-                    else:
-                        bounds = np.array([0, cr.size])
-                for b in range(nblocks):
-                    xs, xe = b * bx, min(ntotal, (b + 1) * bx)
-                    block = q[qs:qe] @ x[xs:xe].T
-                    if excl is not None and bounds[b + 1] > bounds[b]:
-                        sl = slice(bounds[b], bounds[b + 1])
-                        block.ravel()[cq[sl] * (xe - xs) + (cr[sl] - xs)] = -np.inf
-                    heaps.addn(xe - xs, faiss.swig_ptr(block), xs)
-                heaps.reorder()
-        finally:
-            faiss.omp_set_num_threads(omp_before)
-        # a -inf never enters a heap, so a query short of k allowed rows would show -1 (k is checked
-        # against the exclusion sizes, so only non-finite scores could cause it): answer those exactly
-        short = np.flatnonzero((rows < 0).any(axis=1))
-        if short.size:
-            r, s_ = brute_force_search(x, q[short], k, None if excl is None else [excl[i] for i in short])
-            rows[short], scores[short] = r, s_
 
     def _search_overfetch(self, q, k, excl, rows, scores) -> None:
         """Exhaustive kinds: search k + len(exclude) (chunks sorted by exclusion size) and filter."""
@@ -492,28 +430,6 @@ def _check_row_permutation(idmap: Any) -> None:
     if ids.shape != (n,) or (n and (ids.min() < 0 or ids.max() >= n or np.bincount(ids, minlength=n).max() > 1)):
         raise RecvecError(f"IndexIDMap ids must be the rows 0..{n - 1} in some order (recvec results are item rows); "
                           "this index maps its vectors to other ids")
-
-
-def brute_force_search(item_vectors: np.ndarray, queries: np.ndarray, k: int,
-                       exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reference exact top-k by inner product in numpy (float64 scores, ties broken by lower row)."""
-    v = np.asarray(item_vectors, dtype=np.float64)
-    if v.ndim != 2:
-        raise RecvecError(f"item vectors must be (n, d), got shape {v.shape}")
-    q = as_queries(queries, v.shape[1]).astype(np.float64)
-    excl = as_exclusions(exclude, q.shape[0], v.shape[0])
-    k = check_k(k, v.shape[0], excl)
-    rows = np.empty((q.shape[0], k), dtype=np.int64)
-    scores = np.empty((q.shape[0], k), dtype=np.float32)
-    for start in range(0, q.shape[0], 1024):
-        s = q[start:start + 1024] @ v.T
-        if excl is not None:
-            for j in range(s.shape[0]):
-                s[j, excl[start + j]] = -np.inf
-        for j in range(s.shape[0]):
-            top = top_k_row(s[j], k)
-            rows[start + j], scores[start + j] = top, s[j][top]
-    return rows, scores
 
 
 def _own_kind(target: str) -> Any:
