@@ -51,16 +51,21 @@ import numpy as np
 
 from recvec.benchmarks import runner
 from recvec.benchmarks.httpclient import KeepAlive
-from recvec.indexes.payload import VERSION_HEADER
 from recvec.benchmarks.results import ResultStore
 from recvec.benchmarks.serve_report import summarise, write_report
 from recvec.errors import RecvecError
+from recvec.indexes.payload import VERSION_HEADER
 
 GROUP = "serve"
 #: How long the server may take to start (load the artifact, import the stack), seconds.
 START_TIMEOUT_S = 120.0
 #: The benchmark's HTTP clients: the lean one (``httpclient.KeepAlive``) and the standard library's.
 CLIENTS = ("socket", "http.client")
+
+
+def _check_client(kind: str) -> None:
+    if kind not in CLIENTS:
+        raise RecvecError(f"client must be one of {', '.join(CLIENTS)}, not {kind!r}", params=("client",))
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,7 @@ class ServeBenchConfig:
     def __post_init__(self):
         from recvec.checks import check_int
 
-        if self.client not in CLIENTS:
-            raise RecvecError(f"client must be one of {', '.join(CLIENTS)}, not {self.client!r}", params=("client",))
-
+        _check_client(self.client)
         if not self.clients:
             raise RecvecError("clients: give at least one client count", params=("clients",))
         for c in (*self.clients, self.reload_clients):
@@ -295,8 +298,7 @@ def poster(kind: str, port: int):
             return a.status, a.body, a.getheader(VERSION_HEADER)
 
         return post, conn.close
-    if kind != "http.client":
-        raise RecvecError(f"client must be one of {', '.join(CLIENTS)}, not {kind!r}", params=("client",))
+    _check_client(kind)
     hc = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"}
 

@@ -86,15 +86,11 @@ def known_ids(snap, values: list, field: str, unknown: str, times: np.ndarray | 
     their timestamps (``times`` aligned with ``values``, or None) and the unknown ids skipped.
     ApiError 422 naming the unknown ids on ``field`` when ``unknown`` is "error"."""
     items = snap.loaded.recommender.items
-    if snap.int_ids and all(type(v) is int for v in values):  # the common case: one vectorised lookup
-        try:
-            arr = np.asarray(values, dtype=np.int64)
-        except OverflowError:
-            arr = None
-        if arr is not None:
-            rows = items.rows(arr, missing="mask")
-            if not len(rows) or rows.min() >= 0:
-                return arr, times, []
+    if snap.int_ids and _all_int64(values):  # the common case: one vectorised lookup
+        arr = np.asarray(values, dtype=np.int64)
+        rows = items.rows(arr, missing="mask")
+        if not len(rows) or rows.min() >= 0:
+            return arr, times, []
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise ApiError(422, "validation", f"an item id must be an integer or a string, got {shorten(repr(v))}",

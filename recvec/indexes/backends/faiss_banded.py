@@ -40,6 +40,7 @@ import numpy as np
 from recvec.errors import RecvecError
 from recvec.indexes.backends.base import as_exclusions, as_queries, check_k, check_vectors, hnsw_ef
 from recvec.indexes.backends.faiss_build import breadth_first_nodes, link_unreachable, reorder_for_locality
+from recvec.indexes.backends.faiss_exact import faiss_vectors
 from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, QueryParams
 
 #: The artifact file of a banded index (an .npz of uint8 FAISS blobs and float arrays).
@@ -102,7 +103,7 @@ class BandedIndex:
             self._graphs.append(g)
             self._hnsw.append(inner.hnsw)
             store = faiss.downcast_index(inner.storage)
-            self._xb.append(faiss.rev_swig_ptr(store.get_xb(), int(g.ntotal) * int(g.d)).reshape(int(g.ntotal), int(g.d)))
+            self._xb.append(faiss_vectors(store, int(g.ntotal), int(g.d)))
             ids.append(faiss.vector_to_array(g.id_map).astype(np.int64))
         self.dim = int(self._graphs[0].d) - 1
         self._n = sum(int(g.ntotal) for g in self._graphs)
