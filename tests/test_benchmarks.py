@@ -326,6 +326,19 @@ def test_machine_info_records_threads_and_load():
     assert mm["gflops"] > 0
 
 
+def test_the_matmul_peak_counts_the_threads_the_exact_path_splits_over(monkeypatch):
+    """With numpy's BLAS on one thread the exact path runs as many matmuls at once as threads(), so
+    the peak it is measured against is that many matmuls at once, not one call."""
+    from recvec.indexes.backends import faiss_exact
+
+    monkeypatch.setattr(faiss_exact, "exact_parallelism", lambda: 2)
+    mm = baselines.matmul_gflops(n=128, repeats=1)
+    assert mm["split_threads"] == 2 and mm["gflops_split"] > 0 and mm["gflops_one_call"] > 0
+    assert mm["gflops"] == max(mm["gflops_split"], mm["gflops_one_call"])
+    monkeypatch.setattr(faiss_exact, "exact_parallelism", lambda: 1)
+    assert "gflops_split" not in baselines.matmul_gflops(n=128, repeats=1)
+
+
 def test_latency_report_uses_the_latest_measurement_of_each_unit(tmp_path, synthetic_dir):
     """A rerun with other timing settings stores its units beside the old ones; the report must
     use the newest of each (never a mix of old baselines with new searches)."""

@@ -1,4 +1,4 @@
-"""`recvec bench accuracy|latency|parse|evaltime|serve`: the benchmark harness's commands."""
+"""`recvec bench accuracy|latency|parse|evaltime|serve|...`: the benchmark harness's commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from recvec.cli.common import (
     SEED,
     FiniteFloat,
     RecvecGroup,
+    bench_command_line,
     count,
     dataset_flags,
     emit_table,
@@ -18,34 +19,6 @@ from recvec.cli.common import (
     threads_option,
 )
 from recvec.indexes.backends import NAMES as BACKEND_NAMES
-
-
-def _bench_command_line() -> str:
-    """The command as typed (the flags given on the command line), for the report's "Reproduce"."""
-    import shlex
-
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    parts = ["recvec", "bench", ctx.info_name]
-    for p in ctx.command.params:
-        if not isinstance(p, click.Option) or ctx.get_parameter_source(p.name) != ParameterSource.COMMANDLINE:
-            continue
-        if p.name not in ctx.params:  # an option its callback consumed (--threads): shown as given
-            from recvec.threads import threads
-
-            parts += [max(p.opts, key=len), str(threads())]
-            continue
-        value = ctx.params[p.name]
-        flag = max(p.opts, key=len)
-        if p.is_flag:
-            parts.append(flag if value or not p.secondary_opts else max(p.secondary_opts, key=len))
-        elif isinstance(value, (tuple, list)):  # a repeatable option (--spark-conf)
-            for v in value:
-                parts += [flag, shlex.quote(str(v))]
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
 
 
 def bench_common(f):
@@ -149,7 +122,7 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
         cfg = replace(cfg, nprobe=parse_ints(nprobe_list, "--nprobe"))
     result = bench_accuracy(cfg, out, data=data, synthetic=synthetic,
                             encoders=parse_names(encoders, "--encoders") if encoders else None, force=force,
-                            progress=show_progress(quiet), report_only=report_only, command=_bench_command_line(),
+                            progress=show_progress(quiet), report_only=report_only, command=bench_command_line(),
                             engine=engine)
     k0 = min(cfg.ks)
     _bench_emit(result, as_json, [("dataset", "data", ""), ("model", "model", ""), ("index", "index", ""),
@@ -232,7 +205,7 @@ def bench_latency_cmd(data, vectors, vector_columns, normalise, synthetic_text, 
     sources = [] if report_only else sources_for(data, synthetic, dim_list, seed=seed, threshold=threshold,
                                                  vectors=vectors, vector_columns=vector_columns, normalise=normalise)
     result = bench_latency(sources, cfg, out, force=force, progress=show_progress(quiet), report_only=report_only,
-                           command=_bench_command_line())
+                           command=bench_command_line())
     _bench_emit(result, as_json, [("catalogue", "catalogue", ""), ("backend", "backend", ""), ("index", "index", ""),
                                   ("setting", "query", ""), ("why", "why", ""), (f"recall@{k}", f"recall@{k}", ".4f"),
                                   ("coverage", "coverage", ".4f"), ("reachable_share", "reachable", ".4f"),
@@ -283,7 +256,7 @@ def bench_busy_cmd(data, units, settings_text, conditions, repeats, burners, out
             cfg = replace(cfg, units=("als_fit", "eval_hnsw", "single"))
         cfg = replace(cfg, repeats=1, single_users=60, seq_users=200, encode_texts=100)
     result = bench_busy(cfg, out, data=data, force=force, progress=show_progress(quiet), report_only=report_only,
-                        command=_bench_command_line())
+                        command=bench_command_line())
     _bench_emit(result, as_json, [("unit", "unit", ""), ("condition", "condition", "")]
                 + [(f"{s} s", f"{s} s", ".2f") for s in cfg.settings]
                 + [("best", "best", ""), ("default / best", "default/best", ".2f")])
@@ -389,7 +362,7 @@ def bench_serve_cmd(data, clients_text, requests, users, k, reloads, reload_clie
         flags = {"clients": "clients_text"}
         cfg = replace(cfg, **{kk: v for kk, v in QUICK.items() if not given(flags.get(kk, kk))})
     result = bench_serve(cfg, out, data=data, force=force, progress=show_progress(quiet), report_only=report_only,
-                         command=_bench_command_line())
+                         command=bench_command_line())
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -533,7 +506,7 @@ def bench_spark_cmd(sizes, sides, factors, iterations, encode_n, data, spark_mas
                            max_seconds=max_seconds)
     say = None if quiet or as_json else (lambda m: click.echo(m, err=True))
     r = bench_spark(cfg, out, data=data, force=force, say=say, report_only=report_only,
-                    command=_bench_command_line())
+                    command=bench_command_line())
     if as_json:
         click.echo(json.dumps(r, indent=2, default=str))
         return
@@ -549,3 +522,15 @@ def bench_spark_cmd(sizes, sides, factors, iterations, encode_n, data, spark_mas
                    f"Recall@10 implicit {a['implicit_recall']:.4f}, Spark {a['spark_recall']:.4f} "
                    f"({a['recall_diff']:+.4f})")
     click.echo(f"largest finished: {r['largest_finished']}; report: {r['files'][0]}")
+
+
+def _register() -> None:
+    """The commands that live in modules of their own (cli/bench_*.py)."""
+    from recvec.cli.bench_sequence import bench_sequence_cmd
+    from recvec.cli.bench_similar import bench_similar_cmd
+
+    bench_group.add_command(bench_sequence_cmd)
+    bench_group.add_command(bench_similar_cmd)
+
+
+_register()

@@ -59,14 +59,17 @@ from recvec.indexes.backends import NAMES as BACKEND_NAMES
 @click.option("--half-life", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="ITEMS",
               help="--vectors: recency-weighted mean: an item ITEMS positions before the newest weighs half "
                    "(0: plain mean).")
+@click.option("--similar-index", "similar_spec", default=None, metavar="SPEC",
+              help="Also store a cosine index of this kind (e.g. hnsw32) over the normalised item vectors, for "
+                   "`query similar` at catalogue scale. Without it, similar scans every item exactly (ALS "
+                   "vectors; normalised ones such as text are answered by the main index either way).")
 @click.option("--out", required=True, help="Artifact directory or s3://bucket/prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @engine_options
 def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, regularization, iterations, alpha,
               seed, preset, budget_minutes, index_spec, backend, milvus_uri, collection, vectors, vector_columns_text,
-              normalise,
-              half_life, out, as_json, quiet, table_flags, engine):
+              normalise, half_life, similar_spec, out, as_json, quiet, table_flags, engine):
     """Fit a model on the train split and write an index artifact (local or S3): a FAISS index, or
     with --backend milvus / pgvector a Milvus collection / PostgreSQL table the artifact points at."""
     from dataclasses import replace
@@ -81,7 +84,7 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
         if engine.name != "local":
             raise click.UsageError("--vectors indexes the vectors you bring: there is nothing for --engine to run")
         return _build_vectors(vectors, vector_columns_text, normalise, half_life, table_flags, index_spec, backend,
-                              milvus_uri, collection, out, endpoint_url, seed, as_json, quiet)
+                              milvus_uri, collection, out, endpoint_url, seed, as_json, quiet, similar_spec)
     if vector_columns_text is not None or normalise or half_life:
         raise click.UsageError("--vector-columns, --normalise and --half-life apply to --vectors FILE")
     data = dataset_arg(data, *table_flags, endpoint_url)
@@ -98,6 +101,7 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     else:
         cfg = model_config(model, encoder, pooling, factors, regularization, iterations, alpha, seed)
     spec = IndexSpec.parse(index_spec)
+    similar = _similar_spec(similar_spec)
     options = BackendOptions(name=backend, uri=milvus_uri, collection=collection)
     options = backends.get(backend).check(spec, options, out)  # before the fit
     progress = show_progress(quiet)
@@ -117,12 +121,13 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
     manifest = build_artifact(ds, fitted, spec, out, endpoint_url=endpoint_url, seed=seed,
                               extra_manifest={"split": {"threshold": threshold}, "fit_time_s": fit_s, **on,
                                               **({"preset": preset} if preset else {})},
-                              backend=replace(options, progress=progress))
+                              backend=replace(options, progress=progress), similar=similar)
     index = manifest["index"]
     served = None if options.uri is None else {"kind": options.name, "uri": index.get("uri"),
                                                "collection": index.get("collection")}
     summary = {"out": out, "model": cfg.name, "index": manifest["index"], "items": len(fitted.items),
-               "dim": int(fitted.item_vectors.shape[1]), "fit_s": fit_s, "build_s": manifest["build_time_s"], **on}
+               "dim": int(fitted.item_vectors.shape[1]), "fit_s": fit_s, "build_s": manifest["build_time_s"], **on,
+               **_similar_summary(manifest)}
     if served is not None:
         summary["backend"] = served
         if manifest.get("retired"):
@@ -136,6 +141,36 @@ def build_cmd(data, threshold, endpoint_url, model, encoder, pooling, factors, r
                    f"index build {summary['build_s']:.2f} s)")
         if manifest.get("retired"):
             click.echo(manifest["retired"])
+    _echo_similar(manifest, similar, as_json)
+
+
+def _similar_spec(text):
+    """The --similar-index SPEC parsed (None when not given); a UsageError naming the flag."""
+    from recvec.errors import RecvecError
+    from recvec.indexes.spec import IndexSpec
+
+    if text is None:
+        return None
+    try:
+        return IndexSpec.parse(text)
+    except RecvecError as e:
+        raise click.BadParameter(str(e), param_hint="--similar-index") from None
+
+
+def _similar_summary(manifest: dict) -> dict:
+    """``{"similar": its manifest entry}`` when the artifact holds a similar index, else {}."""
+    return {"similar": manifest["similar"]} if "similar" in manifest else {}
+
+
+def _echo_similar(manifest: dict, asked, as_json: bool) -> None:
+    """The similar index's line (text output), or the note that normalised vectors need none (stderr)."""
+    entry = manifest.get("similar")
+    if entry is not None and not as_json:
+        click.echo(f"similar index {entry['spec']} over the normalised vectors{_reachable(entry)} "
+                   f"(build {entry['build_time_s']:.2f} s)")
+    elif entry is None and asked is not None:
+        click.echo("note: the vectors are normalised: the main index answers similar by cosine, no similar "
+                   "index built", err=True)
 
 
 def _reachable(index: dict) -> str:
@@ -145,7 +180,7 @@ def _reachable(index: dict) -> str:
 
 
 def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_flags, index_spec, backend, milvus_uri,
-                   collection, out, endpoint_url, seed, as_json, quiet):
+                   collection, out, endpoint_url, seed, as_json, quiet, similar_spec):
     """`recvec build --vectors FILE`: index brought item vectors (no fit), titles from --items."""
     from dataclasses import replace
 
@@ -174,6 +209,7 @@ def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_fla
     if clash:
         raise click.UsageError(f"--vectors indexes the vectors you bring: drop {', '.join(sorted(set(clash)))}")
     spec = IndexSpec.parse(index_spec)
+    similar = _similar_spec(similar_spec)
     options = BackendOptions(name=backend, uri=milvus_uri, collection=collection)
     options = backends.get(backend).check(spec, options, out)
     _, items, item_columns = table_flags
@@ -195,10 +231,10 @@ def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_fla
     read_s = time.perf_counter() - t0
     manifest = build_artifact(ds, model, spec, out, endpoint_url=endpoint_url, seed=seed,
                               extra_manifest={"vectors_read_s": read_s},
-                              backend=replace(options, progress=show_progress(quiet)))
+                              backend=replace(options, progress=show_progress(quiet)), similar=similar)
     summary = {"out": out, "model": model.config.name, "index": manifest["index"], "items": len(model.items),
                "dim": int(model.item_vectors.shape[1]), "string_ids": model.items.string_ids,
-               "read_s": read_s, "build_s": manifest["build_time_s"]}
+               "read_s": read_s, "build_s": manifest["build_time_s"], **_similar_summary(manifest)}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -206,3 +242,4 @@ def _build_vectors(vectors, vector_columns_text, normalise, half_life, table_fla
                    f"{summary['dim']} dims, index {manifest['index']['spec']}{_reachable(manifest['index'])} (read "
                    f"{read_s:.1f} s, index build "
                    f"{summary['build_s']:.2f} s)")
+    _echo_similar(manifest, similar, as_json)

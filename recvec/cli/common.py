@@ -438,3 +438,31 @@ def engine_options(f):
                                 "k8s://...; an active Spark session in the process is joined instead.")(command)
     return click.option("--engine", "engine_name", type=click.Choice(["local", "spark"]), default="local",
                         show_default=True, help=ENGINE_HELP)(command)
+
+
+def bench_command_line() -> str:
+    """The command as typed (the flags given on the command line), for the report's "Reproduce"."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    parts = ["recvec", "bench", ctx.info_name]
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or ctx.get_parameter_source(p.name) != ParameterSource.COMMANDLINE:
+            continue
+        if p.name not in ctx.params:  # an option its callback consumed (--threads): shown as given
+            from recvec.threads import threads
+
+            parts += [max(p.opts, key=len), str(threads())]
+            continue
+        value = ctx.params[p.name]
+        flag = max(p.opts, key=len)
+        if p.is_flag:
+            parts.append(flag if value or not p.secondary_opts else max(p.secondary_opts, key=len))
+        elif isinstance(value, (tuple, list)):  # a repeatable option (--spark-conf)
+            for v in value:
+                parts += [flag, shlex.quote(str(v))]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)

@@ -26,7 +26,9 @@ def query_group():
 @query_options
 @click.option("--item", "item_text", type=ID, required=True, help=f"External item id. {ID_HELP}")
 def query_similar(index_path, endpoint_url, k, ef_search, nprobe, as_json, quiet, item_text):
-    """Items most similar to one item (cosine), the item itself excluded."""
+    """Items most similar to one item (cosine), the item itself excluded. ALS vectors: answered by the
+    artifact's similar index when it was built with --similar-index (--ef-search applies to it), else
+    by an exact scan of every item."""
     from recvec.indexes.build import open_index
 
     loaded = open_index(index_path, endpoint_url=endpoint_url)

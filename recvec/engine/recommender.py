@@ -70,16 +70,19 @@ class Recommender:
     Immutable after construction and safe to query from many threads (see the module docstring).
 
     `item_vectors` (optional) are the raw vectors of the index rows; when given and not normalised,
-    item-to-item similarity is exact cosine over them rather than the index's inner product."""
+    item-to-item similarity is cosine over them rather than the index's inner product: answered by
+    `similar_index` (a SearchBackend over the L2-normalised rows, same row order) when given, else
+    exactly by a scan of the normalised table."""
 
     def __init__(self, index, items: Vocabulary, user_encoder: UserEncoder, popularity: np.ndarray, *,
-                 item_vectors: np.ndarray | None = None, normalized: bool = True):
+                 item_vectors: np.ndarray | None = None, normalized: bool = True, similar_index=None):
         self.index = index
         self.items = items
         self.user_encoder = user_encoder
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.item_vectors = item_vectors
         self.normalized = normalized
+        self.similar_index = similar_index
         self._pop_order = np.argsort(-self.popularity, kind="stable")
         self._unit: np.ndarray | None = None  # the L2-normalised item vectors, made on the first similar()
 
@@ -182,7 +185,9 @@ class Recommender:
 
     def similar(self, item_id, k: int = 10, **query_params) -> Recommendations:
         """Nearest items to one item (an int, or a str for string item ids) by cosine, the item itself
-        excluded; UnknownIdError naming an id the index does not hold."""
+        excluded; UnknownIdError naming an id the index does not hold. ``query_params`` (ef_search,
+        nprobe) go to the index that answers: the main one over normalised vectors, else the similar
+        index; the exact scan takes none."""
         row = self.items.row(item_id)
         k, note = fitting_k(k, len(self.items) - 1)
         vectors = self._vectors()
@@ -192,6 +197,13 @@ class Recommender:
             rows, scores = self.index.search(np.ascontiguousarray(vectors[row][None, :], dtype=np.float32), k,
                                              exclude=[np.array([row])], **query_params)
             return Recommendations(self.items.id_of(rows[0]), scores[0], note=note)
+        if self.similar_index is not None:
+            v = vectors[row].astype(np.float32)
+            q = np.ascontiguousarray((v / max(float(np.linalg.norm(v)), 1e-12))[None, :], dtype=np.float32)
+            # k + 1 unfiltered and the item dropped: the same answer as excluding it, without a selector
+            rows, scores = self.similar_index.search(q, k + 1, **query_params)
+            keep = np.flatnonzero(rows[0] != row)[:k]
+            return Recommendations(self.items.id_of(rows[0][keep]), scores[0][keep], note=note)
         if self._unit is None:  # once per Recommender, not per call (benign if two threads race here)
             self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         v = self._unit

@@ -29,6 +29,8 @@ from recvec.indexes.artifact import (
     save_artifact,
 )
 from recvec.indexes.backends.base import BackendOptions
+from recvec.indexes.similar import ARRAY as SIMILAR_ARRAY
+from recvec.indexes.similar import build_similar, open_similar
 from recvec.indexes.spec import IndexSpec
 
 
@@ -42,12 +44,15 @@ def catalog_for(items: Vocabulary, catalog: Catalog) -> dict:
 
 def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: str, *,
                    endpoint_url: str | None = None, seed: int = 0, extra_manifest: dict | None = None,
-                   backend: BackendOptions | None = None) -> dict:
+                   backend: BackendOptions | None = None, similar: IndexSpec | None = None) -> dict:
     """Build the index over the model's item vectors on ``backend`` (default: FAISS in process) and
-    save the artifact at ``dest``; returns the manifest head. A backend serving the index elsewhere
-    (a Milvus collection, a PostgreSQL table) is created here, new on every build, and dropped again if
-    the artifact cannot be saved; once the artifact is published, the one the previous artifact at
-    ``dest`` pointed at is retired (``Backend.retire``; the head's ``retired`` says what was done)."""
+    save the artifact at ``dest``; returns the manifest head. ``similar``: also a cosine index of that
+    kind over the normalised vectors for ``Recommender.similar`` (``recvec.indexes.similar``; none
+    when the vectors are normalised already: the main index answers by cosine then). A backend
+    serving the index elsewhere (a Milvus collection, a PostgreSQL table) is created here, new on
+    every build, and dropped again if the artifact cannot be saved; once the artifact is published,
+    the one the previous artifact at ``dest`` pointed at is retired (``Backend.retire``; the head's
+    ``retired`` says what was done)."""
     options = backend or BackendOptions()
     be = backends.get(options.name)
     options = be.check(spec, options, dest)
@@ -56,6 +61,10 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
     index = be.build(model.item_vectors, spec, options, seed=seed)
     build_s = time.perf_counter() - t0
     try:
+        extra_arrays, similar_entry = {}, {}
+        if similar is not None and not model.normalized:
+            raw, entry = build_similar(model.item_vectors, similar, seed=seed)
+            extra_arrays, similar_entry = {SIMILAR_ARRAY: raw}, {"similar": entry}
         cfg = model.config
         manifest = {
             "model": {"kind": cfg.kind, "params": cfg.params()},
@@ -68,9 +77,10 @@ def build_artifact(dataset: Dataset, model: ItemModel, spec: IndexSpec, dest: st
             "data_fingerprint": dataset.fingerprint,
             "data_source": dataset.source if "://" not in dataset.source else dataset.source.split("?")[0],
             "data_format": dataset.format,
+            **similar_entry,
             **(extra_manifest or {}),
         }
-        arrays = {"item_vectors": model.item_vectors, "popularity": model.popularity, **model.arrays}
+        arrays = {"item_vectors": model.item_vectors, "popularity": model.popularity, **model.arrays, **extra_arrays}
         save_artifact(dest, index=index, item_ids=model.items.ids, arrays=arrays,
                       catalog=catalog_for(model.items, dataset.catalog), manifest=manifest, endpoint_url=endpoint_url)
         entry = be.manifest_entry(index)
@@ -122,8 +132,11 @@ def recommender_from_artifact(art: Artifact, *, hybrid_weight: float | None = No
     pop = art.arrays.get("popularity")
     if pop is None:
         pop = np.zeros(len(items), np.float32)
+    similar = None
+    if "similar" in art.manifest or SIMILAR_ARRAY in art.arrays:
+        similar = open_similar(art.manifest.get("similar"), art.arrays.get(SIMILAR_ARRAY), len(items), vectors.shape[1])
     return Recommender(art.index, items, encoder, pop, item_vectors=vectors,
-                       normalized=bool(art.manifest.get("normalized", False)))
+                       normalized=bool(art.manifest.get("normalized", False)), similar_index=similar)
 
 
 def open_index(src: str, *, endpoint_url: str | None = None, hybrid_weight: float | None = None) -> LoadedIndex:
@@ -146,9 +159,14 @@ def text_query_vectors(art: Artifact, texts: list[str]) -> np.ndarray:
     return emb.encode_queries(texts)
 
 
-def recommender_for(model: ItemModel, spec: IndexSpec, *, seed: int = 0) -> Recommender:
-    """An in-memory Recommender over a fitted model: the same index, encoder and fallback an artifact
-    built with ``spec`` would give (without writing it)."""
+def recommender_for(model: ItemModel, spec: IndexSpec, *, seed: int = 0, similar: IndexSpec | None = None
+                    ) -> Recommender:
+    """An in-memory Recommender over a fitted model: the same index, encoder, fallback and similar
+    index an artifact built with ``spec`` (and ``similar``) would give (without writing it)."""
     index = backends.get(backends.DEFAULT).build(model.item_vectors, spec, seed=seed)
+    sim = None
+    if similar is not None and not model.normalized:
+        raw, entry = build_similar(model.item_vectors, similar, seed=seed)
+        sim = open_similar(entry, raw, len(model.items), model.item_vectors.shape[1])
     return Recommender(index, model.items, model.user_encoder, model.popularity, item_vectors=model.item_vectors,
-                       normalized=model.normalized)
+                       normalized=model.normalized, similar_index=sim)

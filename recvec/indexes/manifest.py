@@ -13,6 +13,8 @@ Pure: no file or network I/O here (``artifact.py`` does that).
     index_file      the index's file (FAISS: index.faiss), or null when it lives elsewhere
     backend         absent for FAISS; else the backend's entry: {"kind": NAME, ...} (e.g. a Milvus
                     collection's uri, collection, index type; never a credential)
+    similar         with --similar-index: the cosine index over the normalised vectors (the array
+                    ``similar_index``): {"spec", "file", "build_time_s", its description}
     item_ids_file, catalog_file
     arrays          {name: {"file": "name.npy" | null, "from_index": bool, "dtype", "shape"}}
     files           {name: {"sha256", "bytes"}} for every file but the manifest

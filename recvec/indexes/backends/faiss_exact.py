@@ -51,13 +51,19 @@ def _numpy_blas_threads() -> int:
     return max(1, int(lib.num_threads)) if lib is not None else 1
 
 
+def exact_parallelism() -> int:
+    """Python threads a large exact batch is split over: ``threads()`` when numpy's BLAS runs on one
+    thread, else 1 (its matmul is threaded already)."""
+    from recvec.threads import threads
+
+    return threads() if _numpy_blas_threads() == 1 else 1
+
+
 def search_blocked(x: np.ndarray, q: np.ndarray, k: int, excl: Sequence[np.ndarray] | None,
                    rows: np.ndarray, scores: np.ndarray) -> None:
     """Exact top-k of queries ``q`` (nq, d) float32 over items ``x`` (n, d) float32, ``excl[i]``
     (item rows, or None) never returned to query i, written into ``rows`` (nq, k) int64 and
     ``scores`` (nq, k) float32, best first. Every score is computed; only the masked ones drop."""
-    from recvec.threads import threads
-
     nq = q.shape[0]
     if excl is not None:
         sizes = np.fromiter((a.size for a in excl), dtype=np.int64, count=nq)
@@ -65,8 +71,7 @@ def search_blocked(x: np.ndarray, q: np.ndarray, k: int, excl: Sequence[np.ndarr
               np.concatenate([[0], np.cumsum(sizes)]))
     else:
         ex = None
-    parts = min(threads(), nq) if _numpy_blas_threads() == 1 and nq * x.shape[0] * x.shape[1] >= _SPLIT_MIN_MACS \
-        else 1
+    parts = min(exact_parallelism(), nq) if nq * x.shape[0] * x.shape[1] >= _SPLIT_MIN_MACS else 1
     if parts <= 1:
         _blocked_range(x, q, k, ex, rows, scores, 0, nq)
     else:
