@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from recvec.cli import main
 from recvec.engine.data.vectors import ItemVectors, vectors_dataset
+from recvec.engine.models.text import l2_normalize
 from recvec.engine.models.vectors import vectors_model
 from recvec.errors import ArtifactError
 from recvec.indexes.build import build_artifact, open_index, recommender_for
-from recvec.indexes.similar import ARRAY, build_similar, open_similar, unit_rows
+from recvec.indexes.similar import ARRAY, build_similar, open_similar
 from recvec.indexes.spec import IndexSpec
 
 N, D = 2000, 16
@@ -39,7 +40,7 @@ def vectors():
 
 
 def exact_cosine(v: np.ndarray, row: int, k: int) -> np.ndarray:
-    unit = unit_rows(v)
+    unit = l2_normalize(v)
     s = unit @ unit[row]
     s[row] = -np.inf
     return np.argsort(-s, kind="stable")[:k]

@@ -121,7 +121,7 @@ def run_search(split, search: SequenceSearch, out: str | Path, *, data: str, fin
         model = train_sequence_encoder(val.histories(), len(val.items), cfg, progress=progress,
                                        validation=on_epoch, threads=threads)
         runs.append(_run_record(cfg, search.base, model.log, time.perf_counter() - t0))
-        _write(path, head, runs, machine_info(context))
+        _write(path, {**head, "runs": runs, "machine": machine_info(context)})
     chosen = max(runs, key=lambda r: (r["best"]["val_recall"], r["best"]["val_ndcg"]))
     report = {**head, "protocol": "validation split only (each user's second-to-last positive held out); the "
                                   "test split is never read",
@@ -130,7 +130,7 @@ def run_search(split, search: SequenceSearch, out: str | Path, *, data: str, fin
                          "val_recall": chosen["best"]["val_recall"], "val_ndcg": chosen["best"]["val_ndcg"],
                          "config": {**chosen["config"], "epochs": chosen["best"]["epoch"]}},
               "machine": machine_info(context)}
-    path.write_text(json.dumps(report, indent=2))
+    _write(path, report)
     return report
 
 
@@ -165,7 +165,8 @@ def _finished(path: Path, head: dict) -> dict:
     return {json.dumps(r["config"], sort_keys=True): r for r in old.get("runs", []) if isinstance(r, dict)}
 
 
-def _write(path: Path, head: dict, runs: list[dict], machine: dict) -> None:
+def _write(path: Path, record: dict) -> None:
+    """The record as JSON at ``path``, replaced whole (a crash leaves the previous record, never half a file)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**head, "runs": runs, "machine": machine}, indent=2))
+    tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(path)

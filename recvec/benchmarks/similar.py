@@ -77,7 +77,8 @@ def _catalogue(cat: CatalogSpec, cfg: SimilarBenchConfig, spec, say) -> list[dic
     from recvec.engine.users import MeanEncoder
     from recvec.engine.vocab import Vocabulary
     from recvec.indexes import backends
-    from recvec.indexes.similar import build_similar, open_similar, unit_rows
+    from recvec.engine.models.text import l2_normalize
+    from recvec.indexes.similar import build_similar, open_similar
     from recvec.indexes.spec import IndexSpec
 
     say(f"{cat.name}: generating {cat.n:,} x {cat.d} item vectors")
@@ -92,8 +93,9 @@ def _catalogue(cat: CatalogSpec, cfg: SimilarBenchConfig, spec, say) -> list[dic
     truth = [exact.similar(int(i), k).ids for i in sample]
     lat = time_each(lambda j: exact.similar(int(sample[j]), k), len(sample), warmup=3)
     base = {"catalogue": cat.name, "n": n, "d": d, "k": k, "items": len(sample)}
-    exact_p50 = percentiles_ms(lat)["p50_ms"]
-    out = [{**base, "method": "exact scan", "ef_search": None, f"recall@{k}": 1.0, **_ms(lat), "x_exact": 1.0}]
+    exact_ms = _ms(lat)
+    exact_p50 = exact_ms["p50_ms"]
+    out = [{**base, "method": "exact scan", "ef_search": None, f"recall@{k}": 1.0, **exact_ms, "x_exact": 1.0}]
     say(f"{cat.name}: building the similar index {spec}")
     t0 = time.perf_counter()
     raw, entry = build_similar(vectors, spec, seed=cfg.seed)
@@ -101,7 +103,7 @@ def _catalogue(cat: CatalogSpec, cfg: SimilarBenchConfig, spec, say) -> list[dic
     build_s = time.perf_counter() - t0
     rec = Recommender(*args, item_vectors=vectors, normalized=False, similar_index=index)
     faiss_index = getattr(index, "faiss_index", None)
-    unit = unit_rows(vectors[sample])
+    unit = l2_normalize(vectors[sample])
     graph = "ef_search" in index.describe()
     for ef in cfg.ef_search if graph else (None,):
         params = {} if ef is None else {"ef_search": ef}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recvec.engine.models.text import l2_normalize
 from recvec.engine.users import UserEncoder
 from recvec.engine.vocab import Vocabulary
 from recvec.errors import RecvecError, shown
@@ -198,14 +199,13 @@ class Recommender:
                                              exclude=[np.array([row])], **query_params)
             return Recommendations(self.items.id_of(rows[0]), scores[0], note=note)
         if self.similar_index is not None:
-            v = vectors[row].astype(np.float32)
-            q = np.ascontiguousarray((v / max(float(np.linalg.norm(v)), 1e-12))[None, :], dtype=np.float32)
+            q = l2_normalize(vectors[row : row + 1])  # as the similar index's rows were
             # k + 1 unfiltered and the item dropped: the same answer as excluding it, without a selector
             rows, scores = self.similar_index.search(q, k + 1, **query_params)
             keep = np.flatnonzero(rows[0] != row)[:k]
             return Recommendations(self.items.id_of(rows[0][keep]), scores[0][keep], note=note)
         if self._unit is None:  # once per Recommender, not per call (benign if two threads race here)
-            self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            self._unit = l2_normalize(vectors)
         v = self._unit
         s = v @ v[row]
         s[row] = -np.inf

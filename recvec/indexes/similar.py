@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recvec.engine.models.text import l2_normalize
 from recvec.errors import ArtifactError, RecvecError, shown
 from recvec.indexes import backends
 from recvec.indexes.spec import IndexSpec
@@ -25,18 +26,12 @@ ARRAY = "similar_index"
 BACKEND = "faiss"  # the similar index always runs in process, whatever serves the main index
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """(n, d) float32: each row divided by its L2 norm (zero rows stay zero)."""
-    v = np.asarray(vectors, dtype=np.float32)
-    return np.ascontiguousarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), dtype=np.float32)
-
-
 def build_similar(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> tuple[np.ndarray, dict]:
     """The cosine index of kind ``spec`` over ``vectors`` (n, d) float32: ``(bytes as a 1-d uint8 array,
     its manifest entry)``. RecvecError if FAISS cannot build ``spec`` for these vectors."""
     be = backends.get(BACKEND)
     t0 = time.perf_counter()
-    index = be.build(unit_rows(vectors), spec, seed=seed)
+    index = be.build(l2_normalize(vectors), spec, seed=seed)
     seconds = time.perf_counter() - t0
     (name, data), = be.files(index).items()
     entry = {"spec": str(spec), "file": name, "build_time_s": seconds, **index.describe()}
