@@ -243,6 +243,8 @@ def test_hnsw_ef_rule_widens_with_exclusion():
     ("hnsw16", IndexSpec("hnsw", M=16)),
     ("hnsw-noreorder", IndexSpec("hnsw", reorder=False)),
     ("hnsw16-noreorder", IndexSpec("hnsw", M=16, reorder=False)),
+    ("hnsw-plain", IndexSpec("hnsw", reorder=False, cosine_links=False)),
+    ("hnsw16-plain", IndexSpec("hnsw", M=16, reorder=False, cosine_links=False)),
     ("ivf", IndexSpec("ivf")),
     ("ivf256", IndexSpec("ivf", nlist=256)),
     ("ivfsq", IndexSpec("ivfsq")),
@@ -260,7 +262,8 @@ def test_spec_parse(text, expected):
 
 
 @pytest.mark.parametrize("text", ["", "  ", "bogus", "hnws", "flat3", "hnsw0", "ivf 64", "IVF64;rm -rf",
-                                  "ivf-noreorder", "flat-noreorder", "hnsw-reorder"])
+                                  "ivf-noreorder", "flat-noreorder", "hnsw-reorder",
+                                  "ivf-plain", "hnsw-plain-noreorder", "hnsw-bands-plain"])
 def test_spec_parse_refuses_unknown(text):
     with pytest.raises(RecvecError, match="index spec|unknown|must be"):
         IndexSpec.parse(text)
@@ -277,6 +280,14 @@ def test_spec_validation():
         IndexSpec("ivfsq", sq="SQ3")
     with pytest.raises(RecvecError, match="factory"):
         IndexSpec("factory")
+    with pytest.raises(RecvecError, match="cosine_links"):
+        IndexSpec("hnsw", cosine_links="yes")
+
+
+def test_a_manifest_from_before_cosine_links_reads_as_a_graph_without_them():
+    old = {k: v for k, v in IndexSpec.parse("hnsw16").to_dict().items() if k != "cosine_links"}
+    spec = IndexSpec.from_dict(old)
+    assert spec.cosine_links is False and spec.reorder is True and str(spec) == "hnsw16-plain-reordered"
 
 
 def test_nlist_is_clipped_to_what_n_allows():

@@ -25,7 +25,9 @@ One run, in order:
    the in-process answer (scores to 1e-5 relative);
 5. the reload run: ``reload_clients`` clients as above while the main thread publishes artifact b,
    then a, ... (``save_artifact``: the atomic swap) at the live path ``reloads`` times, evenly over
-   the run, each followed by ``POST /admin/reload``. Every answer must equal that user's answer from
+   the run, each followed by ``POST /admin/reload``; a client that gets past a reload's place waits
+   (outside its timed requests) until that reload is done, so each artifact answers some requests
+   however fast the clients are. Every answer must equal that user's answer from
    artifact a or from artifact b (and each artifact version the server names in
    ``x-recvec-artifact`` must always be the same one of the two);
 6. SIGTERM; the server must exit 0.
@@ -311,12 +313,15 @@ def poster(kind: str, port: int):
 
 
 def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, requests: int,
-          expected: list[dict], *, warmup: int = 0, on_progress=None, kind: str = "socket") -> dict:
+          expected: list[dict], *, warmup: int = 0, on_progress=None, pace=None, kind: str = "socket") -> dict:
     """``clients`` threads, each sending ``requests`` POST /recommend on its own keep-alive
     connection of client ``kind`` (client c sends bodies[users[c * requests + j]]); ``expected[u]`` maps an artifact name
     to user u's answer (ids, scores). Returns the per-request seconds in client order, the wall
     seconds, errors (non-200, transport failures), answers matching no artifact, the count of answers
-    per artifact, and which artifact each ``x-recvec-artifact`` version answered as."""
+    per artifact, and which artifact each ``x-recvec-artifact`` version answered as. ``on_progress(done)``
+    is called once when the clients start (``done[0]``: requests answered, counted 16 at a time);
+    ``pace(count)``, if given, is called by a client after each 16, outside the timed part, and may
+    block it."""
     lat = np.zeros(clients * requests)
     outcome = {"errors": 0, "mismatched": 0, "first_errors": [], "matched": {}, "versions": {}}
     lock = threading.Lock()
@@ -342,9 +347,12 @@ def drive(port: int, bodies: list[bytes], users: np.ndarray, clients: int, reque
                 continue
             lat[c * requests + j] = clock() - t0
             answers.append((u, status, data, version))
-            if on_progress is not None and j % 16 == 15:
+            if (on_progress is not None or pace is not None) and j % 16 == 15:
                 with lock:
                     done[0] += 16
+                    count = done[0]
+                if pace is not None:
+                    pace(count)
         close()
         check(answers)
 
@@ -477,30 +485,48 @@ def _reload_run(server: Server, cfg: ServeBenchConfig, bodies, order, expected, 
     """``reload_clients`` clients while ``reloads`` publishes + POST /admin/reload alternate b and a."""
     total = cfg.reload_clients * cfg.requests
     events = []
-    state = {}
+    state = {"next": 0}  # the reload the clients wait for once past its place
+    turn = threading.Condition()
+
+    def place(i):
+        return (i + 1) * total / (cfg.reloads + 1)
+
+    def pace(count):  # a client past the next reload's place waits for it: answers on both sides of it
+        with turn:
+            turn.wait_for(lambda: state["next"] >= cfg.reloads or count < place(state["next"]), timeout=120)
 
     def reloader(done):
         state["thread"] = threading.Thread(target=reload_loop, args=(done,), daemon=True)
         state["thread"].start()
 
     def reload_loop(done):
-        for i in range(cfg.reloads):
-            target = (i + 1) * total / (cfg.reloads + 1)
-            while done[0] < target:
-                time.sleep(0.002)
-            which = "b" if i % 2 == 0 else "a"
-            t0 = time.perf_counter()
-            try:
-                _publish(live, loaded[which])
-                status, _, body = server.request("POST", "/admin/reload")
-            except (OSError, RecvecError) as e:
-                status, body = None, {"error": str(e)}
-            events.append({"to": which, "status": status, "result": body.get("status"),
-                           "version": body.get("version"), "load_s": body.get("load_s"),
-                           "publish_and_reload_s": time.perf_counter() - t0, "at_request": int(done[0])})
+        try:
+            for i in range(cfg.reloads):
+                while done[0] < place(i):
+                    time.sleep(0.002)
+                reload_once(i, done)
+                with turn:
+                    state["next"] = i + 1
+                    turn.notify_all()
+        finally:
+            with turn:
+                state["next"] = cfg.reloads
+                turn.notify_all()
+
+    def reload_once(i, done):
+        which = "b" if i % 2 == 0 else "a"
+        t0 = time.perf_counter()
+        try:
+            _publish(live, loaded[which])
+            status, _, body = server.request("POST", "/admin/reload")
+        except (OSError, RecvecError) as e:
+            status, body = None, {"error": str(e)}
+        events.append({"to": which, "status": status, "result": body.get("status"),
+                       "version": body.get("version"), "load_s": body.get("load_s"),
+                       "publish_and_reload_s": time.perf_counter() - t0, "at_request": int(done[0])})
 
     r = drive(server.port, bodies, order, cfg.reload_clients, cfg.requests, expected, warmup=0, on_progress=reloader,
-              kind=cfg.client)
+              pace=pace if cfg.reloads else None, kind=cfg.client)
     if "thread" in state:
         state["thread"].join(timeout=120)
     # with several workers the one answering may have followed the publish already (manifest watch)

@@ -13,13 +13,14 @@ import numpy as np
 #: The index kinds benchmarked by default (flat, the exact reference, first).
 INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfsq", "ivfpq")
 #: Also accepted by ``bench latency --indexes``: the HNSW graph in FAISS's insertion order, to measure
-#: what the breadth-first node order of ``hnsw`` (reorder_for_locality) buys on the same catalogue, and
-#: the norm-banded graphs (``hnsw-bands``: every item reachable under inner product).
-INDEX_CHOICES = ("flat", "hnsw", "hnsw-noreorder", "hnsw-bands", "ivf", "ivfsq", "ivfpq")
+#: what the breadth-first node order of ``hnsw`` (reorder_for_locality) buys on the same catalogue;
+#: FAISS's inner-product graph alone (``hnsw-plain``: no cosine links, insertion order), to measure
+#: what ``link_cosine_neighbours`` buys; and the norm-banded graphs (``hnsw-bands``).
+INDEX_CHOICES = ("flat", "hnsw", "hnsw-noreorder", "hnsw-plain", "hnsw-bands", "ivf", "ivfsq", "ivfpq")
 #: HNSW efSearch values swept by default by ``bench latency`` (values below k are dropped).
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
 
-_KIND = re.compile(r"^(flat|hnsw-noreorder|hnsw\d*-bands|hnsw|ivfsq|ivfpq|ivf)")
+_KIND = re.compile(r"^(flat|hnsw-noreorder|hnsw-plain|hnsw\d*-bands|hnsw|ivfsq|ivfpq|ivf)")
 
 
 def query_settings(describe: dict, k: int, *, ef_search: Iterable[int] = EF_SEARCH,

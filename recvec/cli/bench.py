@@ -40,8 +40,9 @@ def bench_common(f):
     f = click.option("--ef-search", "ef_list", default=None, help="HNSW efSearch values to sweep, e.g. 16,64,256.")(f)
     f = click.option("--indexes", default="flat,hnsw,ivf,ivfsq,ivfpq", show_default=True,
                      help="Index kinds (flat is always run: it is the exact reference). bench latency also takes "
-                          "hnsw-noreorder: the same HNSW graph in FAISS's insertion order, and hnsw-bands: norm-banded "
-                          "L2 graphs (every item reachable under inner product).")(f)
+                          "hnsw-noreorder: the same HNSW graph in FAISS's insertion order, hnsw-plain: FAISS's "
+                          "inner-product graph without the cosine links (insertion order), and hnsw-bands: "
+                          "norm-banded L2 graphs.")(f)
     return f
 
 

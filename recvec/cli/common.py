@@ -359,8 +359,9 @@ def preset_note(p, ds) -> None:
 def index_option(f):
     """Click decorator adding --index (the index spec string, default flat), passed as ``index_spec``."""
     return click.option("--index", "index_spec", default="flat", show_default=True,
-                        help="flat, hnsw[M] (nodes stored in graph order; hnsw[M]-noreorder keeps FAISS's "
-                             "insertion order), ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
+                        help="flat, hnsw[M] (cosine links make every item reachable, nodes stored in graph "
+                             "order; hnsw[M]-noreorder keeps FAISS's insertion order; hnsw[M]-plain is FAISS's "
+                             "inner-product graph alone), hnsw[M]-bands[R], ivf[nlist], ivfsq[nlist], ivfpq[nlist], or a FAISS index_factory "
                              "string such as 'IVF64,Flat' (always inner product).")(f)
 
 

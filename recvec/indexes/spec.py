@@ -4,9 +4,13 @@ Every index is inner product (``faiss.METRIC_INNER_PRODUCT``): normalised vector
 raw factors for ALS. A spec string is one of the shorthands
 
     flat              exact IndexFlatIP
-    hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32), its nodes
-                      stored in breadth-first order of the graph (``reorder_for_locality``);
-                      ``hnsw-noreorder`` / ``hnswM-noreorder`` keeps FAISS's insertion order
+    hnsw | hnswM      HNSW graph over exact vectors (M links per node, default 32), each node's
+                      free level-0 slots filled with its nearest cosine neighbours (every node
+                      reachable: ``link_cosine_neighbours``), its nodes stored in breadth-first
+                      order of the graph (``reorder_for_locality``); ``hnsw-noreorder`` /
+                      ``hnswM-noreorder`` keeps FAISS's insertion order; ``hnsw-plain`` /
+                      ``hnswM-plain`` is FAISS's inner-product graph alone (no cosine links,
+                      insertion order), kept for comparison
     hnsw-bands[R]     norm-ranging HNSW: items split into norm bands whose largest norm is at most
     hnswM-bandsR      R times their smallest (default 3), each an L2 graph over vectors augmented
                       to its band's largest norm (``faiss_banded.BandedIndex``)
@@ -40,13 +44,13 @@ DEFAULT_EF_SEARCH = 64
 #: Points k-means wants per centroid before FAISS warns; auto nlist stays under n / this.
 _POINTS_PER_CENTROID = 39
 
-_SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)(-noreorder)?$")
+_SHORTHAND = re.compile(r"^(flat|hnsw|ivfsq|ivfpq|ivf)(\d*)(-noreorder|-plain)?$")
 _BANDS = re.compile(r"^hnsw(\d*)-bands(\d*)$")
 #: Largest / smallest norm within a band of a ``hnsw-bands`` index when the spec names no number.
 DEFAULT_BAND_RATIO = 3
 _FACTORY_CHARS = re.compile(r"^[A-Za-z0-9_,.+\-]+$")
 
-SPEC_HELP = ("flat, hnsw[M][-noreorder], hnsw[M]-bands[R], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
+SPEC_HELP = ("flat, hnsw[M][-noreorder|-plain], hnsw[M]-bands[R], ivf[nlist], ivfsq[nlist], ivfpq[nlist] or a FAISS index_factory string "
              "such as 'IVF64,Flat', 'HNSW16,Flat' or 'PQ16'")
 
 
@@ -67,6 +71,7 @@ class IndexSpec:
     pq_m: int | None = None
     factory: str | None = None
     reorder: bool = True  # hnsw: store nodes in breadth-first graph order (see reorder_for_locality)
+    cosine_links: bool = True  # hnsw: cosine neighbours in the free level-0 slots (link_cosine_neighbours)
     band_ratio: int = DEFAULT_BAND_RATIO  # hnsw-bands: largest / smallest norm within a band
 
     def __post_init__(self) -> None:
@@ -83,8 +88,9 @@ class IndexSpec:
         if (self.kind == "factory") != bool(self.factory):
             raise RecvecError("a factory string is needed exactly when kind is 'factory'")
         _positive_int(self.band_ratio, "index band_ratio (largest / smallest norm in a band of hnsw-bands)", minimum=2)
-        if not isinstance(self.reorder, bool):
-            raise RecvecError(f"index reorder must be true or false, got {shown(self.reorder)}")
+        for name in ("reorder", "cosine_links"):
+            if not isinstance(getattr(self, name), bool):
+                raise RecvecError(f"index {name} must be true or false, got {shown(getattr(self, name))}")
 
     @classmethod
     def parse(cls, text: str) -> IndexSpec:
@@ -100,11 +106,12 @@ class IndexSpec:
                        **({"band_ratio": int(b.group(2))} if b.group(2) else {}))
         m = _SHORTHAND.match(raw.lower())
         if m:
-            kind, num, noreorder = m.group(1), m.group(2), bool(m.group(3))
-            if noreorder and kind != "hnsw":
-                raise RecvecError(f"index spec {shown(raw)}: only hnsw takes '-noreorder'; use {SPEC_HELP}")
-            if noreorder:
-                return cls(kind=kind, reorder=False, **({"M": int(num)} if num else {}))
+            kind, num, suffix = m.group(1), m.group(2), m.group(3)
+            if suffix and kind != "hnsw":
+                raise RecvecError(f"index spec {shown(raw)}: only hnsw takes {shown(suffix)}; use {SPEC_HELP}")
+            if suffix:
+                return cls(kind=kind, reorder=False, cosine_links=suffix == "-noreorder",
+                           **({"M": int(num)} if num else {}))
             if not num:
                 return cls(kind=kind)
             if kind == "flat":
@@ -124,6 +131,8 @@ class IndexSpec:
         if self.kind == "flat":
             return "flat"
         if self.kind == "hnsw":
+            if not self.cosine_links:  # only -plain drops them; a reordered graph without is spelt from_dict
+                return f"hnsw{self.M}-plain" + ("-reordered" if self.reorder else "")
             return f"hnsw{self.M}" + ("" if self.reorder else "-noreorder")
         if self.kind == "hnsw-bands":
             return f"hnsw{self.M}-bands{self.band_ratio}"
@@ -133,14 +142,15 @@ class IndexSpec:
         """JSON-ready: the spec string and every build parameter (for the artifact manifest)."""
         return {"spec": str(self), "kind": self.kind, "M": self.M, "ef_construction": self.ef_construction,
                 "nlist": self.nlist, "sq": self.sq, "pq_m": self.pq_m, "factory": self.factory,
-                "reorder": self.reorder, "band_ratio": self.band_ratio}
+                "reorder": self.reorder, "cosine_links": self.cosine_links, "band_ratio": self.band_ratio}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IndexSpec:
-        """Rebuild from :meth:`to_dict` output (``spec`` ignored, missing keys take their defaults);
+        """Rebuild from :meth:`to_dict` output (``spec`` ignored, missing keys take their defaults,
+        except ``cosine_links``: a manifest without it was built before them, so False);
         RecvecError for invalid values."""
         keys = ("kind", "M", "ef_construction", "nlist", "sq", "pq_m", "factory", "reorder", "band_ratio")
-        return cls(**{k: d[k] for k in keys if k in d})
+        return cls(**{k: d[k] for k in keys if k in d}, cosine_links=d.get("cosine_links", False))
 
     # -- resolved build parameters -------------------------------------------------------------
     def resolve_nlist(self, n: int) -> int:

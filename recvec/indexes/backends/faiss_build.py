@@ -1,11 +1,13 @@
 """Building FAISS indexes from an IndexSpec, and the HNSW graph work around them.
 
 - ``build_index``: an inner-product FAISS index over (n, d) float32 vectors, trained when needed,
-  ids = rows 0..n-1; HNSW graphs are repaired (``link_unreachable``) and stored in breadth-first
-  order (``reorder_for_locality``, an ``IndexIDMap`` over the permuted graph) unless the spec says
-  ``-noreorder``.
+  ids = rows 0..n-1; HNSW graphs get cosine links in their free level-0 slots
+  (``link_cosine_neighbours``, unless the spec says ``-plain``), are repaired (``link_unreachable``)
+  and stored in breadth-first order (``reorder_for_locality``, an ``IndexIDMap`` over the permuted
+  graph) unless the spec says ``-noreorder`` or ``-plain``.
 - ``describe_index``: the manifest's description of a built index (class, parameters).
-- the level-0 graph helpers: ``breadth_first_nodes``, ``unreachable_nodes``, ``link_unreachable``.
+- the level-0 graph helpers: ``breadth_first_nodes``, ``unreachable_nodes``, ``link_cosine_neighbours``,
+  ``link_unreachable``.
 
 FAISS is imported inside the functions (``recvec --help`` must not load it).
 """
@@ -77,6 +79,8 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
     if index.ntotal != n:
         raise RecvecError(f"index {shown(str(spec))} holds {index.ntotal} vectors after adding {n}")
     if hnsw is not None:
+        if spec.kind == "hnsw" and spec.cosine_links:
+            link_cosine_neighbours(index, x)
         link_unreachable(index, x)
         if spec.kind == "hnsw" and spec.reorder:
             index = reorder_for_locality(index)
@@ -159,6 +163,85 @@ def unreachable_nodes(hnsw: Any) -> np.ndarray:
     seen = np.zeros(n, dtype=bool)
     seen[breadth_first_nodes(hnsw)] = True
     return np.flatnonzero(~seen)
+
+
+#: Cosine neighbours written into each node's free level-0 slots by ``link_cosine_neighbours``.
+COSINE_LINKS = 24
+#: Rows of cosine neighbours searched at once (bounds the memory: rows x (COSINE_LINKS + 16) ids).
+_COSINE_CHUNK = 65536
+
+
+def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSINE_LINKS) -> int:
+    """Write each node's nearest cosine neighbours into its free level-0 slots; returns how many
+    nodes stay unreachable.
+
+    Under inner product HNSW's pruning keeps few links (a median of 4 of the 2*M slots on a 200k x 64
+    ALS-like catalogue) and they point at large norms: half the nodes have no path from the entry
+    point. A cosine k-NN graph has no hubs, so adding up to ``links`` of a node's nearest cosine
+    neighbours (found on a small HNSW graph over the normalised ``vectors``, (n, d) float32) to its
+    free slots links every direction to its neighbourhood, whatever the norms; an orphan left after
+    that is written into the free slots of its own 4 nearest cosine neighbours. Existing links are
+    kept, so the walk still climbs to large norms; scores stay inner products. What it bought and
+    cost (reachable share, recall, coverage, build seconds) is measured by ``recvec bench latency``
+    (README). Deterministic up to FAISS's multi-threaded graph builds.
+    """
+    hnsw = _find_hnsw(index)
+    if hnsw is None or links <= 0:
+        return 0
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    knn = _cosine_knn_index(unit)
+    want = min(n, links + 16)  # a few more than needed: some are already linked
+    table, slots = _level0(hnsw)
+    width = slots.shape[1]
+    for s in range(0, n, _COSINE_CHUNK):
+        rows = np.arange(s, min(n, s + _COSINE_CHUNK))
+        _, nb = knn.search(unit[rows], want)
+        _append_new(table, slots, rows, nb, links, width)
+    orphans = unreachable_nodes(hnsw)
+    if orphans.size:  # the reverse: each orphan into the free slots of its nearest cosine neighbours
+        _, nb = knn.search(unit[orphans], 5)
+        hosts = np.where(nb == orphans[:, None], -1, nb)
+        ok = hosts >= 0
+        adj = table[slots]
+        _fill_free_slots(table, slots, adj, hosts[ok], np.broadcast_to(orphans[:, None], hosts.shape)[ok])
+        orphans = unreachable_nodes(hnsw)
+    return int(orphans.size)
+
+
+def _cosine_knn_index(unit: np.ndarray) -> Any:
+    """A coarse, fast index for approximate cosine neighbours of unit rows (n, d): IVF-Flat with
+    ~2*sqrt(n) lists trained (seeded) on a sample, 8 lists probed; linking needs near neighbours,
+    not exact ones, and this is several times cheaper than a second HNSW build."""
+    import faiss
+
+    n, d = unit.shape
+    nlist = max(1, min(int(2 * np.sqrt(n)), n // _POINTS_PER_CENTROID))
+    quantizer = faiss.IndexFlatIP(d)
+    ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = 1234
+    sample = unit if n <= 64 * nlist else unit[np.sort(np.random.default_rng(0).choice(n, 64 * nlist, replace=False))]
+    ivf.train(sample)
+    ivf.add(unit)
+    ivf.nprobe = min(nlist, 8)
+    return ivf  # FAISS's Python wrapper keeps the quantizer alive with it
+
+
+def _append_new(table: np.ndarray, slots: np.ndarray, rows: np.ndarray, nb: np.ndarray, links: int,
+                width: int) -> None:
+    """Append up to ``links`` of ``nb[i]`` (neighbour rows, -1 padded) to node ``rows[i]``'s level-0
+    list, skipping itself and nodes it lists already, while free slots last."""
+    adj = table[slots[rows]]
+    lens = (adj >= 0).sum(axis=1)
+    drop = (nb < 0) | (nb == rows[:, None])
+    for j in range(int(lens.max(initial=0))):
+        has = np.flatnonzero(lens > j)
+        drop[has] |= nb[has] == adj[has, j:j + 1]
+    nb = np.take_along_axis(nb, np.argsort(drop, axis=1, kind="stable"), axis=1)  # kept ones first
+    count = np.minimum((~drop).sum(axis=1), np.minimum(width - lens, links))
+    r, c = np.nonzero(np.arange(nb.shape[1])[None, :] < count[:, None])
+    table[slots[rows[r], lens[r] + c]] = nb[r, c]
 
 
 def link_unreachable(index: Any, vectors: np.ndarray | None = None, *, max_links: int = 3,
