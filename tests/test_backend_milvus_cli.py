@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from recvec.cli import main
+from clirun import run_raising as run
 
 HAVE_LITE = importlib.util.find_spec("pymilvus") is not None and importlib.util.find_spec("milvus_lite") is not None
 pytestmark = pytest.mark.skipif(not HAVE_LITE, reason="pymilvus and milvus-lite are not installed")
@@ -38,11 +37,6 @@ K = 10
 N_USERS = 6
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 def results(res) -> tuple[list[int], list[float]]:

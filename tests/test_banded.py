@@ -13,15 +13,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from contracts import N, SearchBackendContract, clustered, contract_data, recall
-from recvec.cli import main
 from recvec.indexes import backends
 from recvec.indexes.artifact import load_artifact, save_artifact
 from recvec.indexes.backends.faiss import brute_force_search
 from recvec.indexes.backends.faiss_banded import BandedIndex, band_bounds
 from recvec.indexes.spec import IndexSpec
+from clirun import run_raising as run
 
 K = 10
 #: Minimum filtered recall@10 against exact search at ef 64 on the ALS-like data. Measured:
@@ -151,10 +150,6 @@ class TestBandedContract(SearchBackendContract):
         return "hnsw-bands", banded, 0.95
 
 
-def run(*args):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res
 
 
 def test_build_manifest_and_json_carry_reachable_share(tmp_path):

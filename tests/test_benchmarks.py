@@ -10,22 +10,17 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from recvec.benchmarks import baselines, flags, runner, sweep
 from recvec.benchmarks.catalogs import CatalogSpec, make_catalogue, structure_summary
 from recvec.benchmarks.report import markdown_table, pareto_frontier
 from recvec.benchmarks.results import ResultStore, params_hash
-from recvec.cli import main
 from recvec.errors import RecvecError
+from clirun import run_raising as run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == code, res.output
-    return res
 
 
 def latency_args(out, data):

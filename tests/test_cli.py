@@ -9,13 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from recvec.cli import main
+from clirun import run_raising as run
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 def test_help_does_not_import_heavy_libraries():

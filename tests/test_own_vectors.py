@@ -12,20 +12,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from recvec.cli import main
 from recvec.engine.data import TABLE_FORMATS
 from recvec.engine.data.vectors import load_item_vectors
 from recvec.errors import DataError
+from clirun import run
 
 N, D = 80, 12
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

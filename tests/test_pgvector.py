@@ -13,15 +13,14 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from contracts import SearchBackendContract, assert_complete, clustered, contract_data
-from recvec.cli import main
 from recvec.errors import RecvecError
 from recvec.indexes.backends.faiss import brute_force_search
 from recvec.indexes.backends.pgvector import PgVectorIndex, check_table_name, check_uri, pgvector_params
 from recvec.indexes.backends.served import masked, split_credentials, versioned_name
 from recvec.indexes.spec import IndexSpec
+from clirun import run_raising as run
 
 K = 10
 #: Index specs of the contract tables (a small graph builds in ~1 s) and their minimum recall@10 on
@@ -31,11 +30,6 @@ CONTRACT_SPECS = {"flat": IndexSpec(kind="flat"), "hnsw": IndexSpec(kind="hnsw",
 CONTRACT_KINDS = {"flat": 1.0, "hnsw": 0.98}
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 def sql(server, statement: str, params=()):

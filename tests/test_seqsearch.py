@@ -7,22 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from recvec.benchmarks.seqsearch import SequenceSearch, parse_vary, run_search
-from recvec.cli import main
 from recvec.engine.data import load_dataset
 from recvec.engine.models.sequence import SequenceConfig
 from recvec.engine.split import Split, leave_last_out
 from recvec.errors import RecvecError
+from clirun import run
 
 BASE = SequenceConfig(dim=8, max_len=8, layers=1, heads=1, epochs=2, batch_size=64, negatives=0, seed=3)
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from recvec.cli import main
 from recvec.engine.data.vectors import ItemVectors, vectors_dataset
 from recvec.engine.models.text import l2_normalize
 from recvec.engine.models.vectors import vectors_model
@@ -19,14 +17,11 @@ from recvec.errors import ArtifactError
 from recvec.indexes.build import build_artifact, open_index, recommender_for
 from recvec.indexes.similar import ARRAY, build_similar, open_similar
 from recvec.indexes.spec import IndexSpec
+from clirun import run
 
 N, D = 2000, 16
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("pyspark")
 
-from recvec.cli import main
 from recvec.engine.engines import EngineOptions, Prepared, get_engine
 from recvec.engine.engines.local import LocalEngine
 from recvec.engine.engines.spark_session import SparkOptions, java_home, start_session
@@ -29,6 +27,7 @@ from recvec.engine.models.als import ALSConfig
 from recvec.engine.models.fit import ModelConfig, evaluate_model
 from recvec.engine.synthetic import write_synthetic_movielens
 from recvec.errors import RecvecError
+from clirun import run_raising as run
 
 SPARK = EngineOptions("spark", "local[2]")
 
@@ -145,10 +144,6 @@ def test_text_encoding_on_spark_equals_local_and_fills_the_same_cache(engines, t
     assert np.array_equal(ev.ranks, evaluate_model(model, eng.local_split(prep)).ranks)
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert res.exit_code == code, res.output
-    return res
 
 
 def test_cli_eval_build_and_bench_accuracy_on_spark(spark, small_dir, tmp_path):

@@ -12,21 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from recvec.cli import main
 from recvec.engine.data import Columns, DatasetSpec, ItemColumns, load_dataset
 from recvec.engine.split import leave_last_out, user_history
 from recvec.engine.vocab import Vocabulary
 from recvec.errors import ArtifactError, UnknownIdError
+from clirun import run
 
 pytestmark = pytest.mark.filterwarnings("ignore::recvec.engine.data.DataNote")
 
 
-def run(*args, code=0):
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    return res
 
 
 def test_vocabulary_of_strings():
