@@ -40,7 +40,8 @@ class SequenceConfig:
     The defaults were chosen on ML-1M's validation split (`validation_split`; the test split was
     read once afterwards): 2-layer SASRec, 64 dims, the last 50 items, 1024 popularity-sampled
     negatives with logQ correction, AdamW lr 3e-3, 12 epochs (about 3-5 CPU minutes).
-    `negatives=0` trains with the full softmax instead (exact, about 4x slower per step).
+    `negatives=0` trains with the full softmax instead (exact; its cost per step grows with the
+    catalogue; its ML-1M validation run is in the README).
     `recvec bench sequence` (benchmarks/seqsearch.py) records validation runs around them, one
     setting changed at a time; its ML-1M record is in the README."""
 
