@@ -37,8 +37,6 @@ K = 10
 N_USERS = 6
 
 
-
-
 def results(res) -> tuple[list[int], list[float]]:
     out = json.loads(res.output)["results"]
     return [r["id"] for r in out], [r["score"] for r in out]

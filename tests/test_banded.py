@@ -150,8 +150,6 @@ class TestBandedContract(SearchBackendContract):
         return "hnsw-bands", banded, 0.95
 
 
-
-
 def test_build_manifest_and_json_carry_reachable_share(tmp_path):
     np.save(tmp_path / "v.npy", als_like()["items"])
     for spec in ("hnsw-bands", "hnsw16"):

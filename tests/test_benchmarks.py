@@ -21,8 +21,6 @@ from clirun import run_raising as run
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-
-
 def latency_args(out, data):
     return ["bench", "latency", "--quick", "--data", data, "--synthetic", 2000, "--dims", 16, "--queries", 60,
             "--single", 12, "--indexes", "flat,hnsw,ivf", "--ef-search", "16,128", "--nprobe", "1,4,64",

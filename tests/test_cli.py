@@ -12,8 +12,6 @@ from recvec.cli import main
 from clirun import run_raising as run
 
 
-
-
 def test_help_does_not_import_heavy_libraries():
     code = ("import sys; from recvec.cli import main; "
             "heavy = [m for m in ('torch', 'faiss', 'implicit', 'transformers', 'boto3') if m in sys.modules]; "

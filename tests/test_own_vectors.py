@@ -21,8 +21,6 @@ from clirun import run
 N, D = 80, 12
 
 
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("vectors")

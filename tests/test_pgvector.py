@@ -30,8 +30,6 @@ CONTRACT_SPECS = {"flat": IndexSpec(kind="flat"), "hnsw": IndexSpec(kind="hnsw",
 CONTRACT_KINDS = {"flat": 1.0, "hnsw": 0.98}
 
 
-
-
 def sql(server, statement: str, params=()):
     import psycopg
 

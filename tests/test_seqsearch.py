@@ -18,8 +18,6 @@ from clirun import run
 BASE = SequenceConfig(dim=8, max_len=8, layers=1, heads=1, epochs=2, batch_size=64, negatives=0, seed=3)
 
 
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from recvec.engine.synthetic import write_synthetic_movielens

@@ -22,8 +22,6 @@ from clirun import run
 N, D = 2000, 16
 
 
-
-
 @pytest.fixture(scope="module")
 def vectors():
     """Clustered directions with a lognormal norm spread, like ALS item factors (seeded)."""

@@ -144,8 +144,6 @@ def test_text_encoding_on_spark_equals_local_and_fills_the_same_cache(engines, t
     assert np.array_equal(ev.ranks, evaluate_model(model, eng.local_split(prep)).ranks)
 
 
-
-
 def test_cli_eval_build_and_bench_accuracy_on_spark(spark, small_dir, tmp_path):
     row = json.loads(run("eval", "--data", str(small_dir), "--engine", "spark", "--model", "popular", "--json",
                          "--quiet").output)

@@ -22,8 +22,6 @@ from clirun import run
 pytestmark = pytest.mark.filterwarnings("ignore::recvec.engine.data.DataNote")
 
 
-
-
 def test_vocabulary_of_strings():
     v = Vocabulary(np.array(["b", "a", "B00X4WHP5E"]), kind="item")
     assert v.string_ids and v.rows(["a", "B00X4WHP5E"]).tolist() == [1, 2]

@@ -131,7 +131,8 @@ class IndexSpec:
         if self.kind == "flat":
             return "flat"
         if self.kind == "hnsw":
-            if not self.cosine_links:  # only -plain drops them; a reordered graph without is spelt from_dict
+            if not self.cosine_links:  # parse makes these only with -plain; the "-reordered" form (no
+                # shorthand parses it) names a graph from a manifest written before cosine links
                 return f"hnsw{self.M}-plain" + ("-reordered" if self.reorder else "")
             return f"hnsw{self.M}" + ("" if self.reorder else "-noreorder")
         if self.kind == "hnsw-bands":

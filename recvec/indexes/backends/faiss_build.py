@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recvec.engine.models.text import l2_normalize
 from recvec.errors import RecvecError, shown
 from recvec.indexes.backends.base import check_vectors
 from recvec.indexes.spec import (
@@ -178,9 +179,9 @@ def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSI
     Under inner product HNSW's pruning keeps few links (a median of 4 of the 2*M slots on a 200k x 64
     ALS-like catalogue) and they point at large norms: half the nodes have no path from the entry
     point. A cosine k-NN graph has no hubs, so adding up to ``links`` of a node's nearest cosine
-    neighbours (found on a small HNSW graph over the normalised ``vectors``, (n, d) float32) to its
-    free slots links every direction to its neighbourhood, whatever the norms; an orphan left after
-    that is written into the free slots of its own 4 nearest cosine neighbours. Existing links are
+    neighbours (approximate: ``_cosine_knn_index`` over the normalised ``vectors``, (n, d) float32)
+    to its free slots links every direction to its neighbourhood, whatever the norms; an orphan left
+    after that is written into the free slots of its 5 nearest cosine neighbours (itself excluded). Existing links are
     kept, so the walk still climbs to large norms; scores stay inner products. What it bought and
     cost (reachable share, recall, coverage, build seconds) is measured by ``recvec bench latency``
     (README). Deterministic up to FAISS's multi-threaded graph builds.
@@ -188,17 +189,15 @@ def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSI
     hnsw = _find_hnsw(index)
     if hnsw is None or links <= 0:
         return 0
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    unit = l2_normalize(vectors)
+    n = unit.shape[0]
     knn = _cosine_knn_index(unit)
     want = min(n, links + 16)  # a few more than needed: some are already linked
     table, slots = _level0(hnsw)
-    width = slots.shape[1]
     for s in range(0, n, _COSINE_CHUNK):
         rows = np.arange(s, min(n, s + _COSINE_CHUNK))
         _, nb = knn.search(unit[rows], want)
-        _append_new(table, slots, rows, nb, links, width)
+        _append_new(table, slots, rows, nb, links)
     orphans = unreachable_nodes(hnsw)
     if orphans.size:  # the reverse: each orphan into the free slots of its nearest cosine neighbours
         _, nb = knn.search(unit[orphans], 5)
@@ -228,8 +227,7 @@ def _cosine_knn_index(unit: np.ndarray) -> Any:
     return ivf  # FAISS's Python wrapper keeps the quantizer alive with it
 
 
-def _append_new(table: np.ndarray, slots: np.ndarray, rows: np.ndarray, nb: np.ndarray, links: int,
-                width: int) -> None:
+def _append_new(table: np.ndarray, slots: np.ndarray, rows: np.ndarray, nb: np.ndarray, links: int) -> None:
     """Append up to ``links`` of ``nb[i]`` (neighbour rows, -1 padded) to node ``rows[i]``'s level-0
     list, skipping itself and nodes it lists already, while free slots last."""
     adj = table[slots[rows]]
@@ -239,7 +237,7 @@ def _append_new(table: np.ndarray, slots: np.ndarray, rows: np.ndarray, nb: np.n
         has = np.flatnonzero(lens > j)
         drop[has] |= nb[has] == adj[has, j:j + 1]
     nb = np.take_along_axis(nb, np.argsort(drop, axis=1, kind="stable"), axis=1)  # kept ones first
-    count = np.minimum((~drop).sum(axis=1), np.minimum(width - lens, links))
+    count = np.minimum((~drop).sum(axis=1), np.minimum(slots.shape[1] - lens, links))
     r, c = np.nonzero(np.arange(nb.shape[1])[None, :] < count[:, None])
     table[slots[rows[r], lens[r] + c]] = nb[r, c]
 
