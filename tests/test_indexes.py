@@ -13,7 +13,8 @@ import pytest
 from contracts import D, K, N, N_QUERIES, SearchBackendContract, assert_complete, clustered, contract_data, recall
 from recvec.errors import RecvecError
 from recvec.indexes import backends
-from recvec.indexes.backends.faiss import ItemIndex, brute_force_search, hnsw_ef
+from recvec.indexes.backends.base import hnsw_ef, walk_ef
+from recvec.indexes.backends.faiss import ItemIndex, brute_force_search
 from recvec.indexes.backends.faiss_build import (
     _find_hnsw,
     build_index,
@@ -227,10 +228,12 @@ def test_an_id_map_whose_ids_are_not_rows_is_refused():
         ItemIndex(idmap)
 
 
-def test_hnsw_ef_rule_widens_with_exclusion():
+def test_post_filter_ef_widens_with_exclusion_and_the_faiss_walk_ef_does_not():
     assert hnsw_ef(64, 10, 0) == 64
     assert hnsw_ef(64, 10, 300) == 310
     assert hnsw_ef(500, 10, 300) == 500
+    assert walk_ef(64, 10) == 64
+    assert walk_ef(4, 10) == 10
 
 
 # ------------------------------------------------------------------------------------- specs

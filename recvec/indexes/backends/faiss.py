@@ -13,11 +13,12 @@ never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exc
   (a bitmap for the exhaustive kinds, a negated ``IDSelectorBatch`` for HNSW/IVF, which test only
   the items they visit), one call per distinct exclusion set (queries sharing a set are
   batched). For a single exact query this measured faster than searching ``k + len(exclude)``
-  and filtering, on small and million-item catalogues alike. For HNSW the search width grows
-  with the exclusion (``hnsw_ef``: the graph walk passes over excluded nodes without
-  keeping them). If a query still comes back short (IVF lists emptied by the exclusion, an HNSW
-  region cut off), its efSearch/nprobe is doubled until it is complete, and as a last resort it
-  is answered exactly from reconstructed vectors.
+  and filtering, on small and million-item catalogues alike. For HNSW the search width is the
+  asked efSearch (at least k) whatever the exclusion (``walk_ef``: the walk passes over excluded
+  nodes without keeping them, and only the few that outscore the results take beam slots). If a
+  query still comes back short (IVF lists emptied by the exclusion, an HNSW region cut off), its
+  efSearch/nprobe is doubled until it is complete, and as a last resort it is answered exactly
+  from reconstructed vectors.
 * other kinds (PQ refuses a selector, refine wrappers ignore it): over-fetch ``k + len(exclude)``
   in batched chunks (queries sorted by exclusion size) and filter.
 
@@ -47,7 +48,7 @@ from recvec.indexes.backends.base import (
     as_exclusions,
     as_queries,
     check_k,
-    hnsw_ef,
+    walk_ef,
 )
 from recvec.indexes.backends.faiss_exact import brute_force_search, faiss_vectors, search_blocked
 from recvec.indexes.backends.faiss_build import (
@@ -236,7 +237,7 @@ class ItemIndex:
         if q.shape[0] == 1 and excl is not None and self._selector:
             # one query with an exclusion (what a service sends): the selected search, no grouping
             ex = excl[0]
-            g_ef = hnsw_ef(ef, k, ex.size) if ef is not None else None
+            g_ef = walk_ef(ef, k) if ef is not None else None
             self._faiss_search(q, k, ef=g_ef, nprobe=probe, excluded=ex, out=(scores, rows))
             self._check_allowed(rows, ex)
             if (rows < 0).any():
@@ -367,7 +368,7 @@ class ItemIndex:
             faiss.omp_set_num_threads(omp_team if len(members) >= _TEAM_MIN_QUERIES else 1)
             idx = np.asarray(members, dtype=np.int64)
             ex = excl[members[0]]
-            g_ef = hnsw_ef(ef, k, ex.size) if ef is not None else None
+            g_ef = walk_ef(ef, k) if ef is not None else None
             ex_sel = ex if ex.size else None
             whole = len(members) == len(excl)
             d, i = self._faiss_search(q if whole else q[idx], k, ef=g_ef, nprobe=probe, excluded=ex_sel)

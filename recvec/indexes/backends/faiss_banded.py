@@ -13,8 +13,8 @@ and gets its own L2 HNSW graph (repaired by ``link_unreachable``, stored breadth
 ``reorder_for_locality``, ids = global rows). Bands of at most ``_SCAN_MAX`` items (the sparse top
 and bottom of the norm range) are scanned exactly instead.
 
-A query searches the bands from the largest M_b down, each for k results (a walk's efSearch widened
-by the number of the query's excluded rows in that band: ``hnsw_ef``), and stops once its k-th best
+A query searches the bands from the largest M_b down, each for k results (a walk's efSearch is the
+asked one, at least k, whatever the exclusion: ``walk_ef``), and stops once its k-th best
 score so far is at least ``|q| * M_b`` (no item of that band or any below can score more:
 Cauchy-Schwarz), so the bands it skips could not have changed the answer. Candidates are merged by
 inner product recomputed from the stored vectors (scores are inner products, not L2 distances);
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from recvec.errors import RecvecError
-from recvec.indexes.backends.base import as_exclusions, as_queries, check_k, check_vectors, hnsw_ef
+from recvec.indexes.backends.base import as_exclusions, as_queries, check_k, check_vectors, walk_ef
 from recvec.indexes.backends.faiss_build import breadth_first_nodes, link_unreachable, reorder_for_locality
 from recvec.indexes.backends.faiss_exact import faiss_vectors
 from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, QueryParams
@@ -331,7 +331,7 @@ class BandedIndex:
                 gone = self._pos[ex[ex_band == b]] if ex is not None and per_band[b] else None
                 rows, scores = self._scan(b, qb, kb, gone)
             else:
-                p.efSearch = int(min(hnsw_ef(ef, k, int(per_band[b])) if ex is not None else ef, nb))
+                p.efSearch = int(min(walk_ef(ef, k), nb))
                 # the query scaled onto the band's sphere (|q| = M_b): the L2 order is the inner-product
                 # order whatever the scale, and float32 distances keep more of its precision
                 _, rows = self._graphs[b].search((gu if sub is None else gu[sub]) * self._max_norms[b], kb, params=p)

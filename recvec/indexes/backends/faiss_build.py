@@ -81,7 +81,7 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0) -> faiss
         raise RecvecError(f"index {shown(str(spec))} holds {index.ntotal} vectors after adding {n}")
     if hnsw is not None:
         if spec.kind == "hnsw" and spec.cosine_links:
-            link_cosine_neighbours(index, x)
+            link_cosine_neighbours(index, x, seed=seed)
         link_unreachable(index, x)
         if spec.kind == "hnsw" and spec.reorder:
             index = reorder_for_locality(index)
@@ -172,7 +172,7 @@ COSINE_LINKS = 24
 _COSINE_CHUNK = 65536
 
 
-def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSINE_LINKS) -> int:
+def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSINE_LINKS, seed: int = 0) -> int:
     """Write each node's nearest cosine neighbours into its free level-0 slots; returns how many
     nodes stay unreachable.
 
@@ -184,14 +184,15 @@ def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSI
     after that is written into the free slots of its 5 nearest cosine neighbours (itself excluded). Existing links are
     kept, so the walk still climbs to large norms; scores stay inner products. What it bought and
     cost (reachable share, recall, coverage, build seconds) is measured by ``recvec bench latency``
-    (README). Deterministic up to FAISS's multi-threaded graph builds.
+    (README). ``seed`` seeds the cosine index's sample and k-means. Deterministic up to FAISS's
+    multi-threaded graph builds.
     """
     hnsw = _find_hnsw(index)
     if hnsw is None or links <= 0:
         return 0
     unit = l2_normalize(vectors)
     n = unit.shape[0]
-    knn = _cosine_knn_index(unit)
+    knn = _cosine_knn_index(unit, seed)
     want = min(n, links + 16)  # a few more than needed: some are already linked
     table, slots = _level0(hnsw)
     for s in range(0, n, _COSINE_CHUNK):
@@ -209,9 +210,9 @@ def link_cosine_neighbours(index: Any, vectors: np.ndarray, *, links: int = COSI
     return int(orphans.size)
 
 
-def _cosine_knn_index(unit: np.ndarray) -> Any:
+def _cosine_knn_index(unit: np.ndarray, seed: int) -> Any:
     """A coarse, fast index for approximate cosine neighbours of unit rows (n, d): IVF-Flat with
-    ~2*sqrt(n) lists trained (seeded) on a sample, 8 lists probed; linking needs near neighbours,
+    ~2*sqrt(n) lists trained (``seed``) on a sample, 8 lists probed; linking needs near neighbours,
     not exact ones, and this is several times cheaper than a second HNSW build."""
     import faiss
 
@@ -219,8 +220,9 @@ def _cosine_knn_index(unit: np.ndarray) -> Any:
     nlist = max(1, min(int(2 * np.sqrt(n)), n // _POINTS_PER_CENTROID))
     quantizer = faiss.IndexFlatIP(d)
     ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = 1234
-    sample = unit if n <= 64 * nlist else unit[np.sort(np.random.default_rng(0).choice(n, 64 * nlist, replace=False))]
+    ivf.cp.seed = int(seed)
+    rng = np.random.default_rng(seed)
+    sample = unit if n <= 64 * nlist else unit[np.sort(rng.choice(n, 64 * nlist, replace=False))]
     ivf.train(sample)
     ivf.add(unit)
     ivf.nprobe = min(nlist, 8)
