@@ -232,16 +232,15 @@ class ItemIndex:
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         if q.shape[0] == 0:
             return rows, scores
-        ef = max(ef_search or int(self._hnsw.efSearch), k) if self._hnsw is not None else None
+        ef = walk_ef(ef_search or int(self._hnsw.efSearch), k) if self._hnsw is not None else None
         probe = (nprobe or int(self._ivf.nprobe)) if self._ivf is not None else None
         if q.shape[0] == 1 and excl is not None and self._selector:
             # one query with an exclusion (what a service sends): the selected search, no grouping
             ex = excl[0]
-            g_ef = walk_ef(ef, k) if ef is not None else None
-            self._faiss_search(q, k, ef=g_ef, nprobe=probe, excluded=ex, out=(scores, rows))
+            self._faiss_search(q, k, ef=ef, nprobe=probe, excluded=ex, out=(scores, rows))
             self._check_allowed(rows, ex)
             if (rows < 0).any():
-                self._complete(q, k, rows, scores, ex, np.zeros(1, dtype=np.int64), g_ef, probe)
+                self._complete(q, k, rows, scores, ex, np.zeros(1, dtype=np.int64), ef, probe)
         elif self._exact and q.shape[0] >= _BLOCKED_MIN_QUERIES:
             x = faiss_vectors(self._index, self.ntotal, self.dim)
             search_blocked(x, q, k, excl, rows, scores)
@@ -368,10 +367,9 @@ class ItemIndex:
             faiss.omp_set_num_threads(omp_team if len(members) >= _TEAM_MIN_QUERIES else 1)
             idx = np.asarray(members, dtype=np.int64)
             ex = excl[members[0]]
-            g_ef = walk_ef(ef, k) if ef is not None else None
             ex_sel = ex if ex.size else None
             whole = len(members) == len(excl)
-            d, i = self._faiss_search(q if whole else q[idx], k, ef=g_ef, nprobe=probe, excluded=ex_sel)
+            d, i = self._faiss_search(q if whole else q[idx], k, ef=ef, nprobe=probe, excluded=ex_sel)
             if ex_sel is not None:
                 self._check_allowed(i, ex_sel)
             if whole:
@@ -379,7 +377,7 @@ class ItemIndex:
             else:
                 rows[idx], scores[idx] = i, d
             if (i < 0).any():
-                self._complete(q, k, rows, scores, ex_sel, idx, g_ef, probe)
+                self._complete(q, k, rows, scores, ex_sel, idx, ef, probe)
 
     def _complete(self, q, k, rows, scores, ex, idx, ef, probe) -> None:
         """Re-search rows that came back with -1 padding, widening efSearch / nprobe, then exactly."""

@@ -271,7 +271,7 @@ class BandedIndex:
         if ef_search is not None or nprobe is not None:
             QueryParams(ef_search=ef_search, nprobe=nprobe).check(k, is_hnsw=True, nlist=None)
         nq = q.shape[0]
-        ef = max(ef_search or int(self._hnsw[0].efSearch), k)
+        ef = walk_ef(ef_search or int(self._hnsw[0].efSearch), k)
         best_s = np.full((nq, k), -np.inf, dtype=np.float32)
         best_r = np.full((nq, k), -1, dtype=np.int64)
         if nq == 0:
@@ -331,7 +331,7 @@ class BandedIndex:
                 gone = self._pos[ex[ex_band == b]] if ex is not None and per_band[b] else None
                 rows, scores = self._scan(b, qb, kb, gone)
             else:
-                p.efSearch = int(min(walk_ef(ef, k), nb))
+                p.efSearch = int(min(ef, nb))
                 # the query scaled onto the band's sphere (|q| = M_b): the L2 order is the inner-product
                 # order whatever the scale, and float32 distances keep more of its precision
                 _, rows = self._graphs[b].search((gu if sub is None else gu[sub]) * self._max_norms[b], kb, params=p)

@@ -216,7 +216,8 @@ def overfetch_limit(k: int, n_excluded: int) -> int:
 
 
 def hnsw_ef(ef: int, k: int, n_excluded: int) -> int:
-    """ef for a filtered HNSW query: the rule every backend uses (``base.hnsw_ef``), within Milvus's cap."""
+    """ef for a filtered HNSW query: ``base.hnsw_ef`` (k + excluded, as pgvector; FAISS walks at
+    ``base.walk_ef``), within Milvus's cap."""
     return int(min(MAX_HNSW_EF, base_hnsw_ef(ef, k, n_excluded)))
 
 
