@@ -236,6 +236,35 @@ def test_post_filter_ef_widens_with_exclusion_and_the_faiss_walk_ef_does_not():
     assert walk_ef(4, 10) == 10
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-noreorder"])
+def test_hnsw_filters_its_beam_to_the_answers_of_the_selector_walk(data, kind):
+    """Exclusion applied to the walk's returned beam (no selector) gives FAISS's own IDSelector walk's
+    rows and scores, in batches and single calls, both for queries whose beam held k allowed rows and
+    for those that walk again with the selector (ef 10: the beam is k wide)."""
+    import faiss
+
+    index = backends.get("faiss").build(data["items"], IndexSpec.parse(kind), seed=0)
+    q, excl = data["queries"], [np.unique(e) for e in data["exclude"]]
+    for ef, short_expected in ((10, True), (64, False)):
+        rows = np.empty((len(q), K), dtype=np.int64)
+        short = index._filter_beams(q, K, excl, ef, rows, np.empty((len(q), K), dtype=np.float32))
+        assert (short.size > 0) == short_expected and short.size < len(q)
+        batch_rows, batch_scores = index.search(q, K, exclude=excl, ef_search=ef)
+        compared = 0
+        for i in range(len(q)):
+            ids = faiss.IDSelectorBatch(excl[i])
+            params = faiss.SearchParametersHNSW(efSearch=ef, sel=faiss.IDSelectorNot(ids))
+            walk_scores, walk_rows = index.faiss_index.search(q[i:i + 1], K, params=params)
+            single_rows, single_scores = index.search(q[i], K, exclude=[excl[i]], ef_search=ef)
+            np.testing.assert_array_equal(single_rows[0], batch_rows[i])
+            if (walk_rows < 0).any():  # padded by FAISS, completed by ItemIndex: nothing to compare
+                continue
+            compared += 1
+            np.testing.assert_array_equal(np.sort(batch_rows[i]), np.sort(walk_rows[0]))
+            np.testing.assert_allclose(batch_scores[i], walk_scores[0], rtol=1e-6)
+        assert compared >= len(q) // 2
+
+
 # ------------------------------------------------------------------------------------- specs
 
 
@@ -418,3 +447,15 @@ def test_sorted_exclusions_out_of_range_are_still_refused(data):
         ix.search(data["queries"], K, exclude=exclude)
     with pytest.raises(RecvecError, match=r"outside"):
         ix.search(data["queries"][:1], K, exclude=[np.array([-1, 3], dtype=np.int64)])
+
+
+def test_a_single_sorted_exclusion_is_used_as_given_and_any_other_is_made_so():
+    from recvec.indexes.backends.base import as_exclusions
+
+    given = np.array([2, 5, 9], dtype=np.int64)
+    assert as_exclusions([given], 1, 10)[0] is given
+    for raw in ([9, 2, 5, 5], np.array([9, 2, 5], dtype=np.int32), np.array([5, 2, 9], dtype=np.int64)):
+        np.testing.assert_array_equal(as_exclusions([raw], 1, 10)[0], given)
+    for bad in (np.array([2, 10], dtype=np.int64), np.array([-1, 2], dtype=np.int64)):
+        with pytest.raises(RecvecError, match=r"exclude\[0\] has item rows outside 0..9"):
+            as_exclusions([bad], 1, 10)

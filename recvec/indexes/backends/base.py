@@ -187,6 +187,8 @@ def as_exclusions(exclude: Sequence[Any] | None, n: int, ntotal: int) -> list[np
         exclude = list(exclude)
     if len(exclude) != n:
         raise RecvecError(f"exclude has {len(exclude)} entries but there are {n} queries (one array per query)")
+    if n == 1 and _canonical_one(exclude[0], ntotal):  # the service call: used as given
+        return [exclude[0]]
     if n > 1 and _canonical(exclude, ntotal):  # checked in one vectorised pass: used as given
         return None if all(a.size == 0 for a in exclude) else list(exclude)
     out = []
@@ -207,6 +209,13 @@ def as_exclusions(exclude: Sequence[Any] | None, n: int, ntotal: int) -> list[np
     if all(a.size == 0 for a in out):
         return None
     return out
+
+
+def _canonical_one(a: Any, ntotal: int) -> bool:
+    """Whether ``a`` already is a non-empty 1-D int64 array of sorted unique rows in 0..ntotal-1 (a
+    history as ``Recommender`` passes it), in four numpy steps instead of a sort and a copy."""
+    return (isinstance(a, np.ndarray) and a.dtype == np.int64 and a.ndim == 1 and a.size > 0
+            and a[0] >= 0 and a[-1] < ntotal and bool((a[1:] > a[:-1]).all()))
 
 
 def _canonical(exclude: Sequence[Any], ntotal: int) -> bool:

@@ -9,6 +9,10 @@ never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exc
   BLAS matmul with the excluded scores set to -inf and FAISS's C++ top-k heaps (several times
   faster than ``IndexFlatIP.search`` itself, which excludes nothing, at d = 64; about even at
   d = 384, where the matmul dominates).
+* HNSW: one walk per query without a selector, returning its best ``min(ef, k + len(exclude))``
+  visited rows, the excluded ones then dropped (``_filter_beams``: FAISS's selector changes only
+  which visited nodes enter the results, so the answers are the same); a query left with fewer
+  than k allowed rows walks again with the selector, as below.
 * otherwise flat, scalar-quantiser, HNSW and IVF indexes: FAISS ``IDSelector`` search parameters
   (a bitmap for the exhaustive kinds, a negated ``IDSelectorBatch`` for HNSW/IVF, which test only
   the items they visit), one call per distinct exclusion set (queries sharing a set are
@@ -25,11 +29,11 @@ never gets ``-1`` padding, and gets k results whenever k <= ntotal - len(its exc
 Every query's parameters depend only on that query, so batch and single calls agree.
 
 Thread safety: searches never change the shared FAISS index -- efSearch, nprobe and the exclusion
-selector travel in per-call ``SearchParameters`` -- so one ItemIndex serves many threads at once
-(FAISS releases the GIL while searching); tests/test_concurrency.py checks 8 threads against
-sequential calls. The only lazily built state (the exact fallback's reconstructed vectors, which on
-IVF needs ``make_direct_map``) is built under a lock; the all-ones bitmap and the one-off selector
-check are idempotent.
+selector travel in ``SearchParameters`` (per call, or made once per efSearch and only read) -- so
+one ItemIndex serves many threads at once (FAISS releases the GIL while searching);
+tests/test_concurrency.py checks 8 threads against sequential calls. The only lazily built state
+(the exact fallback's reconstructed vectors, which on IVF needs ``make_direct_map``) is built under
+a lock; the all-ones bitmap and the one-off selector check are idempotent.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class ItemIndex:
         self._selector = (self._hnsw is not None or self._ivf is not None
                           or isinstance(inner, (faiss.IndexFlat, faiss.IndexScalarQuantizer)))
         self._bitmap_ones: np.ndarray | None = None
+        self._walk_params: dict[int, Any] = {}  # efSearch -> SearchParametersHNSW without a selector
         self._selector_checked = False  # the guard below runs on this index's first filtered search
         self._reconstructed: np.ndarray | None = None
         self._described: dict[str, Any] | None = None  # describe() walks an HNSW graph: once
@@ -232,15 +237,18 @@ class ItemIndex:
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         if q.shape[0] == 0:
             return rows, scores
-        ef = walk_ef(ef_search or int(self._hnsw.efSearch), k) if self._hnsw is not None else None
+        # a beam wider than the catalogue finds nothing more
+        ef = min(walk_ef(ef_search or int(self._hnsw.efSearch), k), ntotal) if self._hnsw is not None else None
         probe = (nprobe or int(self._ivf.nprobe)) if self._ivf is not None else None
         if q.shape[0] == 1 and excl is not None and self._selector:
-            # one query with an exclusion (what a service sends): the selected search, no grouping
+            # one query with an exclusion (what a service sends): HNSW filters its beam, and only a
+            # query whose beam held fewer than k allowed rows walks again with the selector
             ex = excl[0]
-            self._faiss_search(q, k, ef=ef, nprobe=probe, excluded=ex, out=(scores, rows))
-            self._check_allowed(rows, ex)
-            if (rows < 0).any():
-                self._complete(q, k, rows, scores, ex, np.zeros(1, dtype=np.int64), ef, probe)
+            if self._hnsw is None or self._filter_beams(q, k, excl, ef, rows, scores).size:
+                self._faiss_search(q, k, ef=ef, nprobe=probe, excluded=ex, out=(scores, rows))
+                self._check_allowed(rows, ex)
+                if (rows < 0).any():
+                    self._complete(q, k, rows, scores, ex, np.zeros(1, dtype=np.int64), ef, probe)
         elif self._exact and q.shape[0] >= _BLOCKED_MIN_QUERIES:
             x = faiss_vectors(self._index, self.ntotal, self.dim)
             search_blocked(x, q, k, excl, rows, scores)
@@ -262,11 +270,16 @@ class ItemIndex:
         Graph and inverted-list indexes test only the items they visit, so they get a hash-set
         selector built from the excluded rows alone (IDSelectorBatch, negated); the exhaustive
         kinds test every row and get a bitmap. At 200k x 64 HNSW this cut a single query from
-        0.33 to 0.26 ms (no 25 kB bitmap to build per call)."""
+        0.33 to 0.26 ms (no 25 kB bitmap to build per call). ``ef`` (HNSW) is at most ntotal: the
+        callers clamp it."""
         import faiss
 
-        if self._hnsw is not None:  # a beam wider than the catalogue finds nothing more
-            p = faiss.SearchParametersHNSW(efSearch=int(min(ef, max(self.ntotal, k))))
+        if self._hnsw is not None and excluded is None:  # read-only during a search: shared, made once
+            p = self._walk_params.get(ef)
+            if p is None:
+                p = self._walk_params.setdefault(ef, faiss.SearchParametersHNSW(efSearch=int(ef)))
+        elif self._hnsw is not None:
+            p = faiss.SearchParametersHNSW(efSearch=int(ef))
         elif self._ivf is not None:
             p = faiss.SearchParametersIVF(nprobe=int(min(nprobe, self.nlist)))
         elif self._selector and excluded is not None:
@@ -344,12 +357,53 @@ class ItemIndex:
                 r, s_ = brute_force_search(self._all_vectors(), q[qi:qi + 1], k, [excl[qi]])
                 rows[qi], scores[qi] = r[0], s_[0]
 
+    def _filter_beams(self, q, k, excl, ef, rows, scores) -> np.ndarray:
+        """HNSW with exclusions, without a selector: one walk per query at ``ef`` (at most ntotal)
+        returning its best ``min(ef, k + longest exclusion)`` visited rows, the excluded ones then
+        dropped. Writes the queries left with at least k rows into ``rows`` / ``scores`` and returns
+        the indices of the others (int64), which the caller searches with the selector.
+
+        FAISS's walk does not depend on the selector (it only keeps excluded nodes out of the
+        results heap, testing every node whose distance it computes), nor on k while k <= efSearch,
+        so the answers are the selector's: the best k allowed rows among the nodes visited, without
+        a selector test per distance (README, "Filtered HNSW search", for what it saves)."""
+        n = q.shape[0]
+        kk = min(ef, k + (excl[0].size if n == 1 else max(a.size for a in excl)))  # ef <= ntotal
+        d, i = self._faiss_search(q, kk, ef=ef, nprobe=None)
+        if n == 1:  # the service call, in as few numpy steps as possible
+            ex, found = excl[0], i[0]
+            if found[-1] < 0:  # FAISS pads at the end: the walk met fewer than kk nodes
+                return np.zeros(1, dtype=np.int64)
+            allowed = np.flatnonzero(np.searchsorted(ex, found, side="right")
+                                     == np.searchsorted(ex, found, side="left"))[:k]
+            if allowed.size < k:
+                return np.zeros(1, dtype=np.int64)
+            rows[0], scores[0] = found[allowed], d[0][allowed]
+            return np.empty(0, dtype=np.int64)
+        # a batch: one sorted key per (query, excluded row), query * (ntotal + 1) + row
+        offset = np.arange(n, dtype=np.int64) * (self.ntotal + 1)
+        keys = np.concatenate(excl) + np.repeat(offset, [a.size for a in excl])
+        keep = i >= 0
+        if keys.size:
+            cand = i + offset[:, None]
+            keep &= keys[np.minimum(np.searchsorted(keys, cand), keys.size - 1)] != cand
+        count = np.cumsum(keep, axis=1)
+        full = count[:, -1] >= k
+        take = keep[full] & (count[full] <= k)  # row-major: each query's first k kept, in order
+        done = np.flatnonzero(full)
+        rows[done] = i[full][take].reshape(-1, k)
+        scores[done] = d[full][take].reshape(-1, k)
+        return np.flatnonzero(~full)
+
     def _search_selected(self, q, k, excl, rows, scores, ef, probe) -> None:
         import faiss
 
+        todo = range(len(excl)) if self._hnsw is None else self._filter_beams(q, k, excl, ef, rows, scores)
         groups: dict[bytes, list[int]] = {}
-        for qi, a in enumerate(excl):
-            groups.setdefault(a.tobytes(), []).append(qi)
+        for qi in todo:
+            groups.setdefault(excl[qi].tobytes(), []).append(int(qi))
+        if not groups:
+            return
         # Each distinct exclusion set is one FAISS call; FAISS spreads a call's queries over its
         # OpenMP team, which for a handful of queries only adds a wake-up and a barrier per call
         # (users' histories differ, so a batch of users is mostly calls of one query): such calls
