@@ -187,6 +187,11 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+#: weed opens a unix socket per gRPC service in /tmp whatever TMPDIR says (named by the service and
+#: its port); those of each server the suite started are removed when it stops.
+_WEED_SOCKETS: dict[int, list[Path]] = {}
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -195,6 +200,9 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+    for sock in _WEED_SOCKETS.pop(proc.pid, []):
+        if sock.is_socket():
+            sock.unlink()
 
 
 def _start_weed(weed: str, root: Path) -> tuple[subprocess.Popen, S3Server]:
@@ -223,6 +231,8 @@ def _start_weed(weed: str, root: Path) -> tuple[subprocess.Popen, S3Server]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=root)
+    _WEED_SOCKETS[proc.pid] = [Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock")
+                               for name in ("master", "volume", "filer", "s3", "admin")]
     server = S3Server(f"http://127.0.0.1:{ports['s3']}", S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION,
                       proc.pid, log_path)
     return proc, server

@@ -237,6 +237,8 @@ class Zygote:
         self.root = root
         self.stderr = open(root / "zygote.stderr", "wb")
         boot = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_artifact_faults as t; t._zygote()"
+        # a killed save leaves its staging directory behind: keep it in the test's folder, not in /tmp
+        env = {**env, "TMPDIR": str(root)}
         self.proc = subprocess.Popen([sys.executable, "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=env, cwd=root)
 
@@ -440,6 +442,8 @@ def _cli(synthetic_dir: Path, out: str, *, factors: int, hold_after: int = 0, wo
     held = (work or Path(".")) / f"held-{uuid.uuid4().hex[:8]}"  # written only when hold_after is set
     env = {**os.environ, "KILLTEST_HOLD_AFTER": str(hold_after), "KILLTEST_HELD": str(held),
            "OPENBLAS_NUM_THREADS": "1"}
+    if work is not None:  # a killed build leaves its staging directory behind: keep it in the test's folder
+        env["TMPDIR"] = str(work)
     p = subprocess.Popen([sys.executable, "-c", _HOLD_CLI, *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env)
     return p if not hold_after else (p, held.exists)

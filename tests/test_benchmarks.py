@@ -294,6 +294,20 @@ def test_synthetic_catalogue_is_seeded_structured_and_chunked():
         CatalogSpec(n=50)
 
 
+def test_a_wider_norm_spread_is_its_own_named_catalogue():
+    base, wide = CatalogSpec(n=3000, d=32), CatalogSpec(n=3000, d=32, norm_sigma=2.0)
+    assert base.name == "synthetic-3000x32" and wide.name == "synthetic-3000x32-sigma2"
+    spread = [structure_summary(make_catalogue(s, 5).vectors)["log_norm_sd"] for s in (base, wide)]
+    assert spread[1] > spread[0] * 1.4  # the spread asked for, not the default's
+    for bad in (-0.5, 5.0, True, "2"):
+        with pytest.raises(RecvecError, match="norm_sigma"):
+            CatalogSpec(n=3000, norm_sigma=bad)
+    from recvec.benchmarks.datasets import sources_for
+
+    (src,) = sources_for(None, (3000,), (32,), norm_sigma=2.0)
+    assert src.name == wide.name and src.params()["norm_sigma"] == 2.0
+
+
 def test_query_settings_and_pareto():
     hnsw = sweep.query_settings({"ef_search": 64}, 10, ef_search=(8, 16, 128))
     assert [s["ef_search"] for s in hnsw] == [16, 64, 128] and [s["default"] for s in hnsw] == [False, True, False]

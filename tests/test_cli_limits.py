@@ -102,7 +102,8 @@ RUN_FLAGS = [
     (["tune", "--no-hybrid"], "-k", 0, INF),
     (["bench", "accuracy", "--report-only"], "--synthetic", INF, INF),
     *[(["bench", "latency", "--report-only"], flag, INF, INF)
-      for flag in ("--queries", "--single", "--repeats", "--threads", "-k", "--synthetic", "--ef-search", "--dims")],
+      for flag in ("--queries", "--single", "--repeats", "--threads", "-k", "--synthetic", "--ef-search", "--dims",
+                   "--norm-sigma")],
 ]
 
 

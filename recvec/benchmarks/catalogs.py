@@ -38,6 +38,10 @@ from recvec.progress import progress as progress_lines
 USER_ENCODERS = ("fold-in", "mean")
 
 
+#: The spread (std) of log item norms of the default catalogue: ML-1M's 64-factor ALS item factors'.
+DEFAULT_NORM_SIGMA = 1.2
+
+
 @dataclass(frozen=True)
 class CatalogSpec:
     """A seeded synthetic catalogue of ``n`` items of dimension ``d`` (see module doc).
@@ -56,7 +60,7 @@ class CatalogSpec:
     spectrum_decay: float = 0.2  # latent axis j has std (j+1)**-decay
     within_cluster: float = 0.6  # within-cluster std relative to the centres' spread
     ambient_noise: float = 0.05  # isotropic noise in all d dimensions (relative)
-    norm_sigma: float = 1.2  # std of log item norms (ML-1M ALS item factors: 1.22)
+    norm_sigma: float = DEFAULT_NORM_SIGMA  # std of log item norms (ML-1M ALS item factors: 1.22)
     user_encoder: str | None = None  # None: "fold-in" for d <= 128, else "mean"
     regularization: float = 0.01  # the fold-in's (the lab's ALS regularization)
     chunk: int = 131072
@@ -76,6 +80,9 @@ class CatalogSpec:
                               "of memory (its indexes need as much again); choose fewer items or dimensions")
         if self.user_encoder is not None and self.user_encoder not in USER_ENCODERS:
             raise RecvecError(f"unknown user encoder {shown(self.user_encoder)}: use {', '.join(USER_ENCODERS)}")
+        if isinstance(self.norm_sigma, bool) or not isinstance(self.norm_sigma, (int, float)) \
+                or not 0 <= self.norm_sigma <= 4:
+            raise RecvecError(f"synthetic catalogue norm_sigma must be a number in 0..4, got {shown(self.norm_sigma)}")
         if self.intrinsic_dim is not None and not 1 <= self.intrinsic_dim <= self.d:
             raise RecvecError(f"intrinsic_dim must be in 1..d={self.d}, got {self.intrinsic_dim}")
 
@@ -99,8 +106,10 @@ class CatalogSpec:
 
     @property
     def name(self) -> str:
-        """The catalogue's name in results and reports: ``synthetic-{n}x{d}``."""
-        return f"synthetic-{self.n}x{self.d}"
+        """The catalogue's name in results and reports: ``synthetic-{n}x{d}``, with ``-sigma{s}`` when
+        ``norm_sigma`` is not the default's (a catalogue with a wider or narrower norm spread)."""
+        sigma = "" if self.norm_sigma == DEFAULT_NORM_SIGMA else f"-sigma{self.norm_sigma:g}"
+        return f"synthetic-{self.n}x{self.d}{sigma}"
 
     def to_dict(self) -> dict:
         """JSON-ready: every field plus the resolved ``clusters``, ``rank`` and ``encoder``."""

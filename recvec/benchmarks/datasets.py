@@ -18,6 +18,7 @@ import numpy as np
 
 from recvec.benchmarks import runner
 from recvec.benchmarks.catalogs import (
+    DEFAULT_NORM_SIGMA,
     CatalogSpec,
     make_catalogue,
     structure_summary,
@@ -190,10 +191,10 @@ def prepare(src: Source, *, queries: int, seed: int, store: ResultStore, force: 
 
 def sources_for(data: str | None, synthetic: tuple[int, ...] | None, dims: tuple[int, ...], *, seed: int = 0,
                 threshold: float = 4.0, vectors: str | None = None, vector_columns: str | None = None,
-                normalise: bool = False) -> list[Source]:
+                normalise: bool = False, norm_sigma: float = DEFAULT_NORM_SIGMA) -> list[Source]:
     """The catalogues of one ``bench latency`` run: the dataset's ALS factors, the brought ``vectors``
     (users: the mean of synthetic neighbourhood histories), then each synthetic size x dimension,
-    smallest first. RecvecError if none of ``data``, ``vectors`` and ``synthetic`` is given."""
+    smallest first, their log item norms spread by ``norm_sigma``. RecvecError if none of ``data``, ``vectors`` and ``synthetic`` is given."""
     out = []
     if data:
         out.append(Source("movielens", data=str(data), threshold=threshold))
@@ -201,7 +202,7 @@ def sources_for(data: str | None, synthetic: tuple[int, ...] | None, dims: tuple
         out.append(Source("vectors", data=str(vectors), normalise=normalise, columns=vector_columns))
     for n in sorted(synthetic or ()):
         for d in sorted(dims):
-            out.append(Source("synthetic", spec=CatalogSpec(n=int(n), d=int(d), seed=seed)))
+            out.append(Source("synthetic", spec=CatalogSpec(n=int(n), d=int(d), seed=seed, norm_sigma=norm_sigma)))
     if not out:
         raise RecvecError("nothing to measure: give data PATH, vectors FILE and/or synthetic N",
                           params=("data", "vectors", "synthetic"))

@@ -144,6 +144,10 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
 @click.option("--synthetic", "synthetic_text", default=None,
               help="Synthetic structured catalogue sizes, e.g. 100000,1000000 (each in every --dims).")
 @click.option("--dims", default="64,384", show_default=True, help="Dimensions of the synthetic catalogues.")
+@click.option("--norm-sigma", "norm_sigma", type=FiniteFloat(min=0, max=4), default=None,
+              help="Spread (std) of the synthetic catalogues' log item norms [default: 1.2, that of ML-1M's ALS "
+                   "factors]; a wider spread is harder for inner-product graphs. A catalogue with another "
+                   "spread is named synthetic-NxD-sigmaS.")
 @click.option("-k", "k", type=count(), default=10, show_default=True, help="Results per query (recall@k).")
 @click.option("--queries", type=count(1, 10_000_000), default=1000, show_default=True, help="Users per catalogue (batch, recall).")
 @click.option("--single", type=count(1, 10_000_000), default=300, show_default=True, help="Of them, timed one query per call.")
@@ -161,7 +165,7 @@ def bench_accuracy_cmd(data, synthetic, models, encoders, ks_text, implicit, thr
               help="MovieLens: artifact size and load time (flat, hnsw).")
 @click.option("--threshold", type=FiniteFloat(), default=4.0, show_default=True, help="Ratings >= threshold are positives.")
 @bench_common
-def bench_latency_cmd(data, vectors, vector_columns, normalise, synthetic_text, dims, k, queries, single, repeats, backends, milvus_queries, uris, local_servers, clients, baselines,
+def bench_latency_cmd(data, vectors, vector_columns, normalise, synthetic_text, dims, norm_sigma, k, queries, single, repeats, backends, milvus_queries, uris, local_servers, clients, baselines,
                       artifact, threshold, indexes, ef_list, nprobe_list, seed, out, force, as_json, quick,
                       quiet, report_only):
     """Single-query p50/p95/p99, batch QPS, build time, size and memory for exact and approximate indexes,
@@ -204,7 +208,8 @@ def bench_latency_cmd(data, vectors, vector_columns, normalise, synthetic_text, 
 
     faiss.omp_set_num_threads(threads())  # FAISS's batched searches: the thread policy's count
     sources = [] if report_only else sources_for(data, synthetic, dim_list, seed=seed, threshold=threshold,
-                                                 vectors=vectors, vector_columns=vector_columns, normalise=normalise)
+                                                 vectors=vectors, vector_columns=vector_columns, normalise=normalise,
+                                                 **({} if norm_sigma is None else {"norm_sigma": norm_sigma}))
     result = bench_latency(sources, cfg, out, force=force, progress=show_progress(quiet), report_only=report_only,
                            command=bench_command_line())
     _bench_emit(result, as_json, [("catalogue", "catalogue", ""), ("backend", "backend", ""), ("index", "index", ""),

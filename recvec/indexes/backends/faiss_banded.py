@@ -21,7 +21,10 @@ inner product recomputed from the stored vectors (scores are inner products, not
 equal scores keep the order they were found in (bands from the largest M_b down). Exclusion is
 exact (a FAISS ``IDSelector`` over the global rows, masked scores in scanned bands; a query still
 short of k is answered exactly), and every query's work depends only on that query, so batch and
-single calls agree.
+single calls agree. A single query (what a service sends) takes the same steps on 1-D arrays, and
+walks each band without a selector for its best ``min(ef, k + the band's excluded rows)`` visited
+nodes, dropping the excluded ones afterwards (FAISS's selector only keeps visited nodes out of the
+results, so the answers are the selector walk's); a beam left short walks again with the selector.
 
 Stored as one ``.npz`` file (``FILE_NAME``): each band's graph in FAISS's own format as a uint8
 array plus the band maxima -- no pickle (``np.load(allow_pickle=False)``).
@@ -125,6 +128,7 @@ class BandedIndex:
         self._max_norms = norms
         self._order = np.argsort(-norms, kind="stable")  # bands searched from the largest M_b down
         self._described: dict | None = None
+        self._walk_params: dict[int, Any] = {}  # efSearch -> SearchParametersHNSW without a selector
         self._lock = threading.Lock()
 
     # -- properties ------------------------------------------------------------------------------
@@ -280,6 +284,10 @@ class BandedIndex:
         qz[:, :self.dim] = q
         qnorm = np.linalg.norm(q, axis=1)
         qunit = qz / np.where(qnorm > 0, qnorm, 1)[:, None]
+        if nq == 1:  # one query (what a service sends): the same steps on 1-D arrays
+            ex = None if excl is None or not excl[0].size else excl[0]
+            best_r[0], best_s[0] = self._search_one(qz[0], qunit[0], qnorm[0], k, ef, ex)
+            return self._complete(q, k, excl, best_r, best_s)
         groups: dict[bytes, list[int]] = {}  # queries sharing an exclusion set share FAISS calls
         for i in range(nq):
             groups.setdefault(b"" if excl is None else excl[i].tobytes(), []).append(i)
@@ -294,13 +302,75 @@ class BandedIndex:
                 self._search_group(qz, qunit, qnorm, idx, k, ef, ex, best_r, best_s)
         finally:
             faiss.omp_set_num_threads(omp_before)
+        return self._complete(q, k, excl, best_r, best_s)
+
+    def _complete(self, q, k, excl, best_r, best_s) -> tuple[np.ndarray, np.ndarray]:
+        """Queries that found fewer than k allowed rows in the bands, answered exactly."""
         short = np.flatnonzero((best_r < 0).any(axis=1))
-        if short.size:  # fewer than k allowed rows found in the bands: answer those exactly
+        if short.size:
             from recvec.indexes.backends.faiss import brute_force_search
 
             r, s = brute_force_search(self.vectors(), q[short], k, None if excl is None else [excl[i] for i in short])
             best_r[short], best_s[short] = r, s
         return best_r, best_s
+
+    def _search_one(self, qz, qunit, qnorm, k, ef, ex) -> tuple[np.ndarray, np.ndarray]:
+        """One query, as :meth:`_search_group` answers it (the same bands in the same order, the same
+        stop, scores and merge, so batch and single calls agree), in fewer numpy steps: ``qz`` (dim
+        + 1,) the query augmented with 0, ``qunit`` the same at norm 1, ``qnorm`` its norm (float32),
+        ``ex`` sorted excluded rows or None. A walked band is searched without a selector for its
+        best ``min(ef, kb + the excluded rows it holds)`` visited nodes, the excluded ones then
+        dropped (the selector walk's answers: see ``ItemIndex._filter_beams``); a beam left with
+        fewer than kb allowed rows walks again with the selector. Returns (rows (k,) int64, scores
+        (k,) float32), -1 / -inf where the bands held fewer than k allowed rows."""
+        br = np.full(k, -1, dtype=np.int64)
+        bs = np.full(k, -np.inf, dtype=np.float32)
+        ex_band = self._band_of[ex] if ex is not None else None
+        for b in self._order:
+            if bs[-1] >= qnorm * self._max_norms[b]:
+                break  # as in _search_group: no band from here down can beat the k-th best
+            nb = self._sizes[b]
+            kb = min(k, nb)
+            mine = ex[ex_band == b] if ex is not None else None  # this band's excluded rows (sorted)
+            if mine is not None and not mine.size:
+                mine = None
+            if nb <= self._scan_max:
+                rows, scores = self._scan_one(b, qz, kb, None if mine is None else self._pos[mine])
+            else:
+                rows = self._walk_one(b, qunit * self._max_norms[b], kb, min(ef, nb), mine)
+                ok = rows >= 0
+                vec = self._xb[b][self._pos[np.where(ok, rows, 0)]]  # (kb, dim + 1)
+                scores = np.where(ok, (vec * qz).sum(axis=-1), np.float32(-np.inf))
+            all_r = np.concatenate([br, rows])
+            all_s = np.concatenate([bs, scores])
+            order = np.argsort(-all_s, kind="stable")[:k]
+            br, bs = all_r[order], all_s[order]
+        return br, bs
+
+    def _walk_one(self, b, qb, kb, ef, mine) -> np.ndarray:
+        """Band ``b``'s walk for one query ``qb`` (dim + 1,) at ``ef`` (<= the band's size): its best
+        ``kb`` rows not in ``mine`` (sorted excluded rows of this band, or None), -1 padded."""
+        import faiss
+
+        p = self._walk_params.get(ef)
+        if p is None:  # read-only during a search: shared, made once per ef
+            p = self._walk_params.setdefault(ef, faiss.SearchParametersHNSW(efSearch=int(ef)))
+        kk = kb if mine is None else min(ef, kb + mine.size)
+        _, found = self._graphs[b].search(qb[None, :], kk, params=p)
+        found = found[0]
+        if mine is None:
+            return found
+        allowed = found[(found >= 0) & (np.searchsorted(mine, found, side="right")
+                                        == np.searchsorted(mine, found, side="left"))][:kb]
+        if allowed.size == kb or found[-1] < 0:  # full, or the walk met fewer than kk nodes: all it saw
+            return allowed if allowed.size == kb else np.concatenate([allowed, np.full(kb - allowed.size, -1)])
+        batch = faiss.IDSelectorBatch(mine)
+        keep = (batch, faiss.IDSelectorNot(batch))  # must outlive the search
+        sel = faiss.SearchParametersHNSW(efSearch=int(ef))
+        sel.sel = keep[1]
+        _, found = self._graphs[b].search(qb[None, :], kb, params=sel)
+        del keep
+        return found[0]
 
     def _search_group(self, qz, qunit, qnorm, idx, k, ef, ex, best_r, best_s) -> None:
         """Search queries ``idx`` (one exclusion set ``ex``, sorted rows or None) band by band and
@@ -351,17 +421,25 @@ class BandedIndex:
 
     def _scan(self, b: int, qb: np.ndarray, kb: int, gone: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``kb`` of band ``b`` for queries ``qb`` (m, dim + 1) augmented with 0: (rows
-        int64, scores float32) each (m, kb), -1 / -inf where the band has too few allowed items;
-        ``gone`` the band positions excluded. One matrix-vector product per query, so batch and
-        single calls agree."""
-        xb, ids = self._xb[b], self._ids[b]
-        rows = np.full((qb.shape[0], kb), -1, dtype=np.int64)
-        scores = np.full((qb.shape[0], kb), -np.inf, dtype=np.float32)
+        int64, scores float32) each (m, kb), as :meth:`_scan_one` gives them query by query."""
+        rows = np.empty((qb.shape[0], kb), dtype=np.int64)
+        scores = np.empty((qb.shape[0], kb), dtype=np.float32)
         for j in range(qb.shape[0]):
-            s = xb @ qb[j]
-            if gone is not None:
-                s[gone] = -np.inf
-            top = np.argpartition(s, s.size - kb)[-kb:] if kb < s.size else np.arange(s.size)
-            top = top[s[top] > -np.inf]
-            rows[j, :top.size], scores[j, :top.size] = ids[top], s[top]
+            rows[j], scores[j] = self._scan_one(b, qb[j], kb, gone)
+        return rows, scores
+
+    def _scan_one(self, b: int, qz: np.ndarray, kb: int, gone: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``kb`` of band ``b`` for one query ``qz`` (dim + 1,) augmented with 0: (rows
+        int64, scores float32) each (kb,), -1 / -inf where the band has too few allowed items;
+        ``gone`` the band positions excluded. One matrix-vector product, so batch and single calls
+        agree."""
+        xb, ids = self._xb[b], self._ids[b]
+        rows = np.full(kb, -1, dtype=np.int64)
+        scores = np.full(kb, -np.inf, dtype=np.float32)
+        s = xb @ qz
+        if gone is not None:
+            s[gone] = -np.inf
+        top = np.argpartition(s, s.size - kb)[-kb:] if kb < s.size else np.arange(s.size)
+        top = top[s[top] > -np.inf]
+        rows[:top.size], scores[:top.size] = ids[top], s[top]
         return rows, scores
