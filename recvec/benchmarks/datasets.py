@@ -194,7 +194,8 @@ def sources_for(data: str | None, synthetic: tuple[int, ...] | None, dims: tuple
                 normalise: bool = False, norm_sigma: float = DEFAULT_NORM_SIGMA) -> list[Source]:
     """The catalogues of one ``bench latency`` run: the dataset's ALS factors, the brought ``vectors``
     (users: the mean of synthetic neighbourhood histories), then each synthetic size x dimension,
-    smallest first, their log item norms spread by ``norm_sigma``. RecvecError if none of ``data``, ``vectors`` and ``synthetic`` is given."""
+    smallest first, their log item norms spread by ``norm_sigma``. RecvecError if none of ``data``,
+    ``vectors`` and ``synthetic`` is given."""
     out = []
     if data:
         out.append(Source("movielens", data=str(data), threshold=threshold))

@@ -211,6 +211,14 @@ def as_exclusions(exclude: Sequence[Any] | None, n: int, ntotal: int) -> list[np
     return out
 
 
+def first_allowed(found: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Positions (int64) of the first ``k`` entries of ``found`` -- rows best first, -1 for padding --
+    that are not in ``excluded`` (sorted unique rows); fewer when ``found`` holds fewer. What a beam
+    returned by an unfiltered HNSW walk keeps of its answers (``ItemIndex``, ``BandedIndex``)."""
+    absent = np.searchsorted(excluded, found, side="right") == np.searchsorted(excluded, found, side="left")
+    return np.flatnonzero(absent & (found >= 0))[:k]
+
+
 def _canonical_one(a: Any, ntotal: int) -> bool:
     """Whether ``a`` already is a non-empty 1-D int64 array of sorted unique rows in 0..ntotal-1 (a
     history as ``Recommender`` passes it), in four numpy steps instead of a sort and a copy."""

@@ -52,6 +52,7 @@ from recvec.indexes.backends.base import (
     as_exclusions,
     as_queries,
     check_k,
+    first_allowed,
     walk_ef,
 )
 from recvec.indexes.backends.faiss_exact import brute_force_search, faiss_vectors, search_blocked
@@ -374,8 +375,7 @@ class ItemIndex:
             ex, found = excl[0], i[0]
             if found[-1] < 0:  # FAISS pads at the end: the walk met fewer than kk nodes
                 return np.zeros(1, dtype=np.int64)
-            allowed = np.flatnonzero(np.searchsorted(ex, found, side="right")
-                                     == np.searchsorted(ex, found, side="left"))[:k]
+            allowed = first_allowed(found, ex, k)
             if allowed.size < k:
                 return np.zeros(1, dtype=np.int64)
             rows[0], scores[0] = found[allowed], d[0][allowed]

@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 
 from recvec.errors import RecvecError
-from recvec.indexes.backends.base import as_exclusions, as_queries, check_k, check_vectors, walk_ef
+from recvec.indexes.backends.base import (
+    as_exclusions,
+    as_queries,
+    check_k,
+    check_vectors,
+    first_allowed,
+    walk_ef,
+)
 from recvec.indexes.backends.faiss_build import breadth_first_nodes, link_unreachable, reorder_for_locality
 from recvec.indexes.backends.faiss_exact import faiss_vectors
 from recvec.indexes.spec import DEFAULT_EF_SEARCH, IndexSpec, QueryParams
@@ -360,8 +367,7 @@ class BandedIndex:
         found = found[0]
         if mine is None:
             return found
-        allowed = found[(found >= 0) & (np.searchsorted(mine, found, side="right")
-                                        == np.searchsorted(mine, found, side="left"))][:kb]
+        allowed = found[first_allowed(found, mine, kb)]
         if allowed.size == kb or found[-1] < 0:  # full, or the walk met fewer than kk nodes: all it saw
             return allowed if allowed.size == kb else np.concatenate([allowed, np.full(kb - allowed.size, -1)])
         batch = faiss.IDSelectorBatch(mine)
