@@ -121,18 +121,19 @@ def test_scanned_and_walked_bands_answer_alike():
 @pytest.mark.parametrize("ef", [10, 64])
 def test_a_single_query_walks_its_bands_as_a_batch_does(ef, monkeypatch):
     """One query takes its own path (1-D steps, each walked band's beam filtered after an unfiltered
-    walk, a short beam walked again with the selector); its rows and scores are the batch path's,
-    bit for bit. At ef 10 some beams come back short and walk again; at ef 64 none do."""
+    walk, a short beam walked again with the selector, a band holding many excluded rows walked with
+    it at once); its rows and scores are the batch path's, bit for bit. At ef 10 some walks use the
+    selector; at ef 64 none do."""
     data = als_like()
     ix = build("hnsw-bands")
     again = []
-    real = ix._graphs[0].__class__.search
+    real = ix._graphs[0].__class__.search_c
 
-    def counted(self, x, k, *, params=None, **kw):
+    def counted(self, n, x, k, dist, labels, params=None):
         again.append(params is not None and params.sel is not None)
-        return real(self, x, k, params=params, **kw)
+        return real(self, n, x, k, dist, labels, params)
 
-    monkeypatch.setattr(ix._graphs[0].__class__, "search", counted)
+    monkeypatch.setattr(ix._graphs[0].__class__, "search_c", counted)
     rows, scores = ix.search(data["queries"], K, exclude=data["exclude"], ef_search=ef)
     again.clear()
     for i, ex in enumerate(data["exclude"]):
@@ -140,6 +141,50 @@ def test_a_single_query_walks_its_bands_as_a_batch_does(ef, monkeypatch):
         np.testing.assert_array_equal(r[0], rows[i])
         np.testing.assert_array_equal(s[0], scores[i])
     assert any(again) == (ef == 10), (ef, sum(again))
+
+
+def test_runs_of_scanned_bands_are_one_scan_and_single_queries_agree():
+    """Consecutive scanned bands are scanned as one matrix; a query whose exclusion leaves fewer
+    than k items in such a run, and queries excluding nothing, answer alike one at a time and in a
+    batch, and as exactly as the walked bands allow."""
+    data = als_like()
+    ix = BandedIndex.build(data["items"], IndexSpec.parse("hnsw-bands"), scan_max=700)
+    scanned = [u for u in ix._units if u.scanned]
+    assert scanned and any(len(u.bands) > 1 for u in scanned) and len(ix._units) < ix.bands
+    top = ix._units[0]
+    assert top.scanned, [(u.bands, u.size) for u in ix._units]
+    exclude = list(data["exclude"])
+    exclude[0] = np.sort(top.ids)[3:]  # 3 allowed items left in the top run, fewer than k
+    exclude[1] = np.empty(0, dtype=np.int64)
+    truth, _ = brute_force_search(data["items"], data["queries"], K, exclude)
+    rows, scores = ix.search(data["queries"], K, exclude=exclude, ef_search=64)
+    assert recall(rows, truth) >= 0.97
+    assert not np.isin(rows, np.concatenate(exclude[:1])).any(axis=1)[0] and (rows >= 0).all()
+    for i, ex in enumerate(exclude):
+        r, s = ix.search(data["queries"][i], K, exclude=[ex], ef_search=64)
+        np.testing.assert_array_equal(r[0], rows[i])
+        np.testing.assert_array_equal(s[0], scores[i])
+
+
+def test_single_queries_from_threads_agree_and_leave_no_exclusion_behind():
+    """A single query marks its excluded rows in a per-thread mask and restores it: queries from four
+    threads at once get the answers they get one by one, and a later query excluding nothing is not
+    affected by the exclusions before it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = als_like()
+    ix = build("hnsw-bands")
+    free_before, _ = ix.search(data["queries"][:5], K)
+    alone = [ix.search(q, K, exclude=[ex], ef_search=32) for q, ex in zip(data["queries"], data["exclude"])]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: ix.search(data["queries"][i], K, exclude=[data["exclude"][i]],
+                                                     ef_search=32), range(len(data["queries"]))))
+    for (r1, s1), (r2, s2) in zip(alone, together):
+        np.testing.assert_array_equal(r1, r2)
+        np.testing.assert_array_equal(s1, s2)
+    free_after = np.vstack([ix.search(q, K)[0] for q in data["queries"][:5]])
+    np.testing.assert_array_equal(free_after, free_before)
+    assert ix._allowed().all()
 
 
 def test_a_wide_norm_spread_is_answered_exactly_by_the_bands():

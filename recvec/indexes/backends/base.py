@@ -219,6 +219,16 @@ def first_allowed(found: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray
     return np.flatnonzero(absent & (found >= 0))[:k]
 
 
+def excluding(rows: np.ndarray) -> tuple[Any, Any]:
+    """A FAISS selector of the ids not in ``rows`` (int64 ids) for HNSW and IVF searches: (the
+    ``IDSelectorBatch`` of ``rows``, its ``IDSelectorNot``). Pass the second as ``params.sel`` and
+    keep the pair alive until the search returns (the selector only points at the batch)."""
+    import faiss
+
+    batch = faiss.IDSelectorBatch(rows)
+    return batch, faiss.IDSelectorNot(batch)
+
+
 def _canonical_one(a: Any, ntotal: int) -> bool:
     """Whether ``a`` already is a non-empty 1-D int64 array of sorted unique rows in 0..ntotal-1 (a
     history as ``Recommender`` passes it), in four numpy steps instead of a sort and a copy."""

@@ -52,6 +52,7 @@ from recvec.indexes.backends.base import (
     as_exclusions,
     as_queries,
     check_k,
+    excluding,
     first_allowed,
     walk_ef,
 )
@@ -290,8 +291,7 @@ class ItemIndex:
         keep: tuple = ()  # the selector objects (and the bitmap) must outlive the search
         if p is not None and excluded is not None:
             if self._hnsw is not None or self._ivf is not None:
-                batch = faiss.IDSelectorBatch(excluded)
-                keep = (batch, faiss.IDSelectorNot(batch))
+                keep = excluding(excluded)
             else:
                 bitmap = self._allowed_bitmap(excluded)
                 keep = (bitmap, faiss.IDSelectorBitmap(bitmap))

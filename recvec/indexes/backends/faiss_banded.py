@@ -11,20 +11,23 @@ norm range. Here each band holds items whose largest norm is at most ``spec.band
 smallest (split from the top down, ``band_bounds``), is augmented with its own M_b (its largest norm)
 and gets its own L2 HNSW graph (repaired by ``link_unreachable``, stored breadth-first by
 ``reorder_for_locality``, ids = global rows). Bands of at most ``_SCAN_MAX`` items (the sparse top
-and bottom of the norm range) are scanned exactly instead.
+and bottom of the norm range) are scanned exactly instead; a run of such bands next to each other
+in the search order is one *unit*, scanned by one matrix-vector product.
 
-A query searches the bands from the largest M_b down, each for k results (a walk's efSearch is the
+A query searches the units from the largest M_b down, each for k results (a walk's efSearch is the
 asked one, at least k, whatever the exclusion: ``walk_ef``), and stops once its k-th best
-score so far is at least ``|q| * M_b`` (no item of that band or any below can score more:
-Cauchy-Schwarz), so the bands it skips could not have changed the answer. Candidates are merged by
+score so far is at least ``|q| * M_b`` (no item of that unit or any below can score more:
+Cauchy-Schwarz), so the units it skips could not have changed the answer. Candidates are merged by
 inner product recomputed from the stored vectors (scores are inner products, not L2 distances);
-equal scores keep the order they were found in (bands from the largest M_b down). Exclusion is
-exact (a FAISS ``IDSelector`` over the global rows, masked scores in scanned bands; a query still
+equal scores keep the order they were found in (units from the largest M_b down). Exclusion is
+exact (a FAISS ``IDSelector`` over the global rows, masked scores in scanned units; a query still
 short of k is answered exactly), and every query's work depends only on that query, so batch and
-single calls agree. A single query (what a service sends) takes the same steps on 1-D arrays, and
-walks each band without a selector for its best ``min(ef, k + the band's excluded rows)`` visited
-nodes, dropping the excluded ones afterwards (FAISS's selector only keeps visited nodes out of the
-results, so the answers are the selector walk's); a beam left short walks again with the selector.
+single calls agree. A single query (what a service sends) takes the same steps on 1-D arrays, its
+excluded rows marked in a per-thread mask (set and restored by the query), and walks each band
+without a selector for its best ``min(ef, k + the band's excluded rows)`` visited nodes, dropping
+the excluded ones afterwards (FAISS's selector only keeps visited nodes out of the results, so the
+answers are the selector walk's); a beam left short walks again with the selector, and a band
+holding more than ``_SELECT_FIRST * ef - k`` excluded rows walks with it at once.
 
 Stored as one ``.npz`` file (``FILE_NAME``): each band's graph in FAISS's own format as a uint8
 array plus the band maxima -- no pickle (``np.load(allow_pickle=False)``).
@@ -46,7 +49,7 @@ from recvec.indexes.backends.base import (
     as_queries,
     check_k,
     check_vectors,
-    first_allowed,
+    excluding,
     walk_ef,
 )
 from recvec.indexes.backends.faiss_build import breadth_first_nodes, link_unreachable, reorder_for_locality
@@ -64,6 +67,10 @@ _TEAM_MIN_QUERIES = 8
 _SCAN_MAX = 4096
 #: Fewest items in a band (the norm tails would otherwise make bands of a handful of items).
 _MIN_BAND = 256
+#: A single query walks a band with the selector at once (not an unfiltered walk first) when the
+#: band holds more than this many times ef, less k, of its excluded rows: its unfiltered beam would
+#: then mostly come back short and walk again (1.5-2 was best in a sweep of 1-3 and never).
+_SELECT_FIRST = 2.0
 _FORMAT = 1
 
 
@@ -78,6 +85,17 @@ def band_bounds(norms: np.ndarray, ratio: float, min_size: int = _MIN_BAND) -> n
         lo = min(int(np.searchsorted(norms, norms[hi - 1] / ratio, side="right")), hi - min_size)
         cuts.append(lo if lo >= min_size else 0)
     return np.asarray(cuts[::-1], dtype=np.int64)
+
+
+class _Unit:
+    """One step of a banded search: a walked band (``bands`` = [b]) or a run of scanned bands
+    (``ids`` their rows, ``x`` (size, dim) float32 their vectors); ``top`` the largest M_b in it."""
+
+    __slots__ = ("bands", "top", "scanned", "size", "ids", "x")
+
+    def __init__(self, bands: list[int], top: float, scanned: bool):
+        self.bands, self.top, self.scanned = bands, top, scanned
+        self.size, self.ids, self.x = 0, None, None
 
 
 class BandedIndex:
@@ -134,9 +152,33 @@ class BandedIndex:
                 raise RecvecError(f"band {b} of the banded index is not augmented to its norm {float(norms[b])}")
         self._max_norms = norms
         self._order = np.argsort(-norms, kind="stable")  # bands searched from the largest M_b down
+        self._units, self._unit_of = self._search_units()
         self._described: dict | None = None
         self._walk_params: dict[int, Any] = {}  # efSearch -> SearchParametersHNSW without a selector
         self._lock = threading.Lock()
+        self._local = threading.local()  # per thread: the allowed-rows mask of single queries
+
+    def _search_units(self) -> tuple[list[_Unit], np.ndarray]:
+        """The bands in search order (largest M_b first) as units: a walked band is a unit of its
+        own; a run of consecutive scanned bands is one unit, its items' vectors (first ``dim``
+        coordinates) in one matrix, scanned by one matrix-vector product. Returns (units, the unit
+        of each row (n,) int32)."""
+        units: list[_Unit] = []
+        for b in self._order:
+            scanned = self._sizes[b] <= self._scan_max
+            if scanned and units and units[-1].scanned:
+                units[-1].bands.append(int(b))
+            else:
+                units.append(_Unit([int(b)], float(self._max_norms[b]), scanned))
+        unit_of = np.empty(self._n, dtype=np.int32)
+        for u, unit in enumerate(units):
+            ids = np.concatenate([self._ids[b] for b in unit.bands])
+            unit_of[ids] = u
+            unit.size = ids.size
+            if unit.scanned:
+                unit.ids = ids
+                unit.x = np.ascontiguousarray(np.concatenate([self._xb[b][:, :self.dim] for b in unit.bands]))
+        return units, unit_of
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -283,6 +325,8 @@ class BandedIndex:
             QueryParams(ef_search=ef_search, nprobe=nprobe).check(k, is_hnsw=True, nlist=None)
         nq = q.shape[0]
         ef = walk_ef(ef_search or int(self._hnsw[0].efSearch), k)
+        if nq == 1:  # one query (what a service sends): the same steps on 1-D arrays
+            return self._search_single(q, k, ef, excl)
         best_s = np.full((nq, k), -np.inf, dtype=np.float32)
         best_r = np.full((nq, k), -1, dtype=np.int64)
         if nq == 0:
@@ -291,10 +335,6 @@ class BandedIndex:
         qz[:, :self.dim] = q
         qnorm = np.linalg.norm(q, axis=1)
         qunit = qz / np.where(qnorm > 0, qnorm, 1)[:, None]
-        if nq == 1:  # one query (what a service sends): the same steps on 1-D arrays
-            ex = None if excl is None or not excl[0].size else excl[0]
-            best_r[0], best_s[0] = self._search_one(qz[0], qunit[0], qnorm[0], k, ef, ex)
-            return self._complete(q, k, excl, best_r, best_s)
         groups: dict[bytes, list[int]] = {}  # queries sharing an exclusion set share FAISS calls
         for i in range(nq):
             groups.setdefault(b"" if excl is None else excl[i].tobytes(), []).append(i)
@@ -321,98 +361,137 @@ class BandedIndex:
             best_r[short], best_s[short] = r, s
         return best_r, best_s
 
+    def _search_single(self, q, k, ef, excl) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` for one query ``q`` (1, dim): its (1, k) rows and scores."""
+        qnorm = np.linalg.norm(q, axis=1)[0]  # as the batch path computes it (the same stop decisions)
+        qz = np.zeros(self.dim + 1, dtype=np.float32)
+        qz[:self.dim] = q[0]
+        qunit = qz / (qnorm if qnorm > 0 else np.float32(1))
+        ex = None if excl is None or not excl[0].size else excl[0]
+        rows, scores = self._search_one(qz, qunit, qnorm, k, ef, ex)
+        if rows.size == k:
+            return rows[None, :], scores[None, :]
+        best_r = np.full((1, k), -1, dtype=np.int64)
+        best_s = np.full((1, k), -np.inf, dtype=np.float32)
+        best_r[0, :rows.size], best_s[0, :rows.size] = rows, scores
+        return self._complete(q, k, excl, best_r, best_s)
+
+    def _allowed(self) -> np.ndarray:
+        """This thread's (n,) bool scratch, True everywhere between searches (a query sets its
+        excluded rows False and restores them before it returns)."""
+        mask = getattr(self._local, "allowed", None)
+        if mask is None:
+            mask = self._local.allowed = np.ones(self._n, dtype=bool)
+        return mask
+
     def _search_one(self, qz, qunit, qnorm, k, ef, ex) -> tuple[np.ndarray, np.ndarray]:
-        """One query, as :meth:`_search_group` answers it (the same bands in the same order, the same
-        stop, scores and merge, so batch and single calls agree), in fewer numpy steps: ``qz`` (dim
-        + 1,) the query augmented with 0, ``qunit`` the same at norm 1, ``qnorm`` its norm (float32),
-        ``ex`` sorted excluded rows or None. A walked band is searched without a selector for its
-        best ``min(ef, kb + the excluded rows it holds)`` visited nodes, the excluded ones then
-        dropped (the selector walk's answers: see ``ItemIndex._filter_beams``); a beam left with
-        fewer than kb allowed rows walks again with the selector. Returns (rows (k,) int64, scores
-        (k,) float32), -1 / -inf where the bands held fewer than k allowed rows."""
-        br = np.full(k, -1, dtype=np.int64)
-        bs = np.full(k, -np.inf, dtype=np.float32)
-        ex_band = self._band_of[ex] if ex is not None else None
-        for b in self._order:
-            if bs[-1] >= qnorm * self._max_norms[b]:
-                break  # as in _search_group: no band from here down can beat the k-th best
-            nb = self._sizes[b]
-            kb = min(k, nb)
-            mine = ex[ex_band == b] if ex is not None else None  # this band's excluded rows (sorted)
-            if mine is not None and not mine.size:
-                mine = None
-            if nb <= self._scan_max:
-                rows, scores = self._scan_one(b, qz, kb, None if mine is None else self._pos[mine])
-            else:
-                rows = self._walk_one(b, qunit * self._max_norms[b], kb, min(ef, nb), mine)
-                ok = rows >= 0
-                vec = self._xb[b][self._pos[np.where(ok, rows, 0)]]  # (kb, dim + 1)
-                scores = np.where(ok, (vec * qz).sum(axis=-1), np.float32(-np.inf))
-            all_r = np.concatenate([br, rows])
-            all_s = np.concatenate([bs, scores])
-            order = np.argsort(-all_s, kind="stable")[:k]
-            br, bs = all_r[order], all_s[order]
+        """One query, as :meth:`_search_group` answers it (the same units in the same order, the same
+        stop, scores and merge, so batch and single calls agree), in as few numpy calls as it can:
+        ``qz`` (dim + 1,) the query augmented with 0, ``qunit`` the same at norm 1, ``qnorm`` its
+        norm (float32), ``ex`` sorted excluded rows or None. A walked band is searched without a
+        selector for its best ``min(ef, kb + the excluded rows it holds)`` visited nodes, the excluded
+        ones then dropped (the selector walk's answers: see ``ItemIndex._filter_beams``); a beam left
+        with fewer than kb allowed rows walks again with the selector, and a band holding so many
+        excluded rows that its beam would likely come back short (``_SELECT_FIRST``) walks with the
+        selector at once. Returns (rows int64, scores float32), best first, k of them, or fewer
+        when the bands held fewer than k allowed rows."""
+        allowed = self._allowed()
+        held = None
+        if ex is not None:
+            allowed[ex] = False
+            held = np.bincount(self._unit_of[ex], minlength=len(self._units))  # excluded rows per unit
+        walk = _Walk(ex)
+        q = qz[:self.dim]
+        br = bs = None
+        try:
+            for u, unit in enumerate(self._units):
+                if bs is not None and bs.size == k and bs[-1] >= qnorm * unit.top:
+                    break  # as in _search_group: no unit from here down can beat the k-th best
+                ku = min(k, unit.size)
+                m = 0 if held is None else int(held[u])
+                if unit.scanned:
+                    rows, scores = self._scan_one(unit, q, ku, m, allowed)
+                else:
+                    b = unit.bands[0]
+                    rows = self._walk_one(b, qunit * self._max_norms[b], ku, min(ef, unit.size), m, allowed, walk)
+                    scores = (self._xb[b][self._pos[rows]] * qz).sum(axis=-1)
+                if bs is not None:
+                    if bs.size == k and (not scores.size or scores.max() <= bs[-1]):
+                        continue  # nothing here beats the k-th best (ties go to the rows found first)
+                    rows, scores = np.concatenate([br, rows]), np.concatenate([bs, scores])
+                order = np.argsort(-scores, kind="stable")[:k]
+                br, bs = rows[order], scores[order]
+        finally:
+            if ex is not None:
+                allowed[ex] = True
         return br, bs
 
-    def _walk_one(self, b, qb, kb, ef, mine) -> np.ndarray:
+    def _walk_one(self, b, qb, kb, ef, m, allowed, walk) -> np.ndarray:
         """Band ``b``'s walk for one query ``qb`` (dim + 1,) at ``ef`` (<= the band's size): its best
-        ``kb`` rows not in ``mine`` (sorted excluded rows of this band, or None), -1 padded."""
+        ``kb`` allowed rows (int64, best first; fewer when the walk met fewer). ``m`` the excluded rows
+        the band holds, ``allowed`` the (n,) mask of allowed rows, ``walk`` the query's selector."""
         import faiss
 
         p = self._walk_params.get(ef)
         if p is None:  # read-only during a search: shared, made once per ef
             p = self._walk_params.setdefault(ef, faiss.SearchParametersHNSW(efSearch=int(ef)))
-        kk = kb if mine is None else min(ef, kb + mine.size)
-        _, found = self._graphs[b].search(qb[None, :], kk, params=p)
-        found = found[0]
-        if mine is None:
-            return found
-        allowed = found[first_allowed(found, mine, kb)]
-        if allowed.size == kb or found[-1] < 0:  # full, or the walk met fewer than kk nodes: all it saw
-            return allowed if allowed.size == kb else np.concatenate([allowed, np.full(kb - allowed.size, -1)])
-        batch = faiss.IDSelectorBatch(mine)
-        keep = (batch, faiss.IDSelectorNot(batch))  # must outlive the search
-        sel = faiss.SearchParametersHNSW(efSearch=int(ef))
-        sel.sel = keep[1]
-        _, found = self._graphs[b].search(qb[None, :], kb, params=sel)
-        del keep
-        return found[0]
+        g = self._graphs[b]
+        if not m or kb + m <= _SELECT_FIRST * ef:
+            kk = min(ef, kb + m)
+            found = _search_c(g, qb, kk, p)
+            if found[-1] < 0:
+                found = found[found >= 0]  # the walk met fewer than kk nodes: all it saw
+            if not m:
+                return found
+            mine = found[allowed[found]]
+            if mine.size >= kb or found.size < kk:
+                return mine[:kb]
+        found = _search_c(g, qb, kb, walk.params(ef))
+        return found[found >= 0]
 
     def _search_group(self, qz, qunit, qnorm, idx, k, ef, ex, best_r, best_s) -> None:
-        """Search queries ``idx`` (one exclusion set ``ex``, sorted rows or None) band by band and
+        """Search queries ``idx`` (one exclusion set ``ex``, sorted rows or None) unit by unit and
         write their top k into ``best_r`` / ``best_s``. ``qz`` the queries augmented with 0
         (n, dim + 1), ``qunit`` the same scaled to norm 1, ``qnorm`` their norms (n,)."""
         import faiss
 
-        if ex is not None:
-            ex_band = self._band_of[ex]
-            per_band = np.bincount(ex_band, minlength=self.bands)
-            batch = faiss.IDSelectorBatch(ex)
-            keep = (batch, faiss.IDSelectorNot(batch))  # must outlive the searches
+        allowed = self._allowed()
         p = faiss.SearchParametersHNSW()
+        held = None
         if ex is not None:
+            held = np.bincount(self._unit_of[ex], minlength=len(self._units))  # excluded rows per unit
+            keep = excluding(ex)  # must outlive the searches
             p.sel = keep[1]
+            allowed[ex] = False
+        try:
+            self._walk_group(qz, qunit, qnorm, idx, k, ef, p, held, allowed, best_r, best_s)
+        finally:
+            if ex is not None:
+                allowed[ex] = True
+
+    def _walk_group(self, qz, qunit, qnorm, idx, k, ef, p, held, allowed, best_r, best_s) -> None:
+        """:meth:`_search_group`'s unit loop: ``p`` the walks' parameters (with the group's selector),
+        ``held`` the excluded rows per unit (or None), ``allowed`` the (n,) mask of allowed rows."""
         gz, gu, gn = qz[idx], qunit[idx], qnorm[idx]
         br, bs = best_r[idx], best_s[idx]  # this group's top k so far (copies)
-        for b in self._order:
-            # a band whose largest possible score cannot beat the k-th best so far cannot change the answer
-            live = ~(bs[:, -1] >= gn * self._max_norms[b])
+        for u, unit in enumerate(self._units):
+            # a unit whose largest possible score cannot beat the k-th best so far cannot change the answer
+            live = ~(bs[:, -1] >= gn * unit.top)
             if not live.any():
-                break  # bands come in decreasing M_b: none further down can either
+                break  # units come in decreasing M_b: none further down can either
             sub = None if live.all() else np.flatnonzero(live)
             qb = gz if sub is None else gz[sub]
-            nb = self._sizes[b]
-            kb = min(k, nb)
-            if nb <= self._scan_max:  # a small band: every score, exactly (cheaper than a walk)
-                gone = self._pos[ex[ex_band == b]] if ex is not None and per_band[b] else None
-                rows, scores = self._scan(b, qb, kb, gone)
+            ku = min(k, unit.size)
+            if unit.scanned:  # small bands: every score, exactly (cheaper than a walk)
+                rows, scores = self._scan(unit, qb[:, :self.dim], ku, 0 if held is None else int(held[u]), allowed)
             else:
-                p.efSearch = int(min(ef, nb))
+                b = unit.bands[0]
+                p.efSearch = int(min(ef, unit.size))
                 # the query scaled onto the band's sphere (|q| = M_b): the L2 order is the inner-product
                 # order whatever the scale, and float32 distances keep more of its precision
-                _, rows = self._graphs[b].search((gu if sub is None else gu[sub]) * self._max_norms[b], kb, params=p)
+                _, rows = self._graphs[b].search((gu if sub is None else gu[sub]) * self._max_norms[b], ku, params=p)
                 ok = rows >= 0
-                vec = self._xb[b][self._pos[np.where(ok, rows, 0)]]  # (queries, kb, dim + 1)
+                vec = self._xb[b][self._pos[np.where(ok, rows, 0)]]  # (queries, ku, dim + 1)
                 scores = np.where(ok, (vec * qb[:, None, :]).sum(axis=-1), np.float32(-np.inf))  # last term: 0
             cur_r, cur_s = (br, bs) if sub is None else (br[sub], bs[sub])
             all_r = np.concatenate([cur_r, rows], axis=1)
@@ -425,27 +504,57 @@ class BandedIndex:
                 br[sub], bs[sub] = all_r[pick, order], all_s[pick, order]
         best_r[idx], best_s[idx] = br, bs
 
-    def _scan(self, b: int, qb: np.ndarray, kb: int, gone: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``kb`` of band ``b`` for queries ``qb`` (m, dim + 1) augmented with 0: (rows
-        int64, scores float32) each (m, kb), as :meth:`_scan_one` gives them query by query."""
-        rows = np.empty((qb.shape[0], kb), dtype=np.int64)
-        scores = np.empty((qb.shape[0], kb), dtype=np.float32)
-        for j in range(qb.shape[0]):
-            rows[j], scores[j] = self._scan_one(b, qb[j], kb, gone)
+    def _scan(self, unit: _Unit, q: np.ndarray, ku: int, m: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``ku`` of a scanned unit for queries ``q`` (m, dim): (rows int64, scores float32)
+        each (m, ku), -1 / -inf padded, as :meth:`_scan_one` gives them query by query."""
+        rows = np.full((q.shape[0], ku), -1, dtype=np.int64)
+        scores = np.full((q.shape[0], ku), -np.inf, dtype=np.float32)
+        for j in range(q.shape[0]):
+            r, s = self._scan_one(unit, q[j], ku, m, allowed)
+            rows[j, :r.size], scores[j, :s.size] = r, s
         return rows, scores
 
-    def _scan_one(self, b: int, qz: np.ndarray, kb: int, gone: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``kb`` of band ``b`` for one query ``qz`` (dim + 1,) augmented with 0: (rows
-        int64, scores float32) each (kb,), -1 / -inf where the band has too few allowed items;
-        ``gone`` the band positions excluded. One matrix-vector product, so batch and single calls
-        agree."""
-        xb, ids = self._xb[b], self._ids[b]
-        rows = np.full(kb, -1, dtype=np.int64)
-        scores = np.full(kb, -np.inf, dtype=np.float32)
-        s = xb @ qz
-        if gone is not None:
-            s[gone] = -np.inf
-        top = np.argpartition(s, s.size - kb)[-kb:] if kb < s.size else np.arange(s.size)
-        top = top[s[top] > -np.inf]
-        rows[:top.size], scores[:top.size] = ids[top], s[top]
+    @staticmethod
+    def _scan_one(unit: _Unit, q: np.ndarray, ku: int, m: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``ku`` allowed rows of a scanned unit for one query ``q`` (dim,): (rows int64,
+        scores float32), in no particular order, fewer when the unit has fewer allowed rows; ``m``
+        the unit's excluded rows (False in ``allowed``, the (n,) mask). One matrix-vector product,
+        so batch and single calls agree."""
+        s = unit.x @ q
+        if m:
+            s[~allowed[unit.ids]] = -np.inf
+        top = np.argpartition(s, s.size - ku)[-ku:] if ku < s.size else np.arange(s.size)
+        rows, scores = unit.ids[top], s[top]
+        if unit.size - m < ku:  # too few allowed rows to fill ku: drop the excluded
+            keep = scores > -np.inf
+            rows, scores = rows[keep], scores[keep]
         return rows, scores
+
+class _Walk:
+    """One query's selector (its excluded rows kept out of a walk's results), made when first asked
+    for: ``params(ef)`` the SearchParametersHNSW that walk with it (the selectors live as long as this)."""
+
+    def __init__(self, ex: np.ndarray | None):
+        self._ex, self._keep, self._params = ex, None, {}
+
+    def params(self, ef: int) -> Any:
+        import faiss
+
+        if self._keep is None:
+            self._keep = excluding(self._ex)
+        p = self._params.get(ef)
+        if p is None:
+            p = self._params[ef] = faiss.SearchParametersHNSW(efSearch=int(ef))
+            p.sel = self._keep[1]
+        return p
+
+
+def _search_c(graph: Any, q: np.ndarray, k: int, params: Any) -> np.ndarray:
+    """One query's ``graph.search(q[None], k, params=params)`` labels (k,) int64, -1 padded, without
+    the Python wrapper's checks and copies (``q`` contiguous float32 of the graph's dimension)."""
+    import faiss
+
+    dist = np.empty(k, dtype=np.float32)
+    labels = np.empty(k, dtype=np.int64)
+    graph.search_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(labels), params)
+    return labels
